@@ -1,0 +1,87 @@
+"""Metric sinks: where the trainer's numbers go. The trainer knows only this protocol.
+
+``log(step, values)`` takes a flat mapping of metric name -> float, e.g.
+``{"loss": 1.2, "loss/task": 1.0, "loss/kd": 0.2, "lr": 1e-4}``; ``event`` takes a
+line of text for the run's log (sample generations, warnings, the final message).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Mapping, Protocol
+
+
+class MetricSink(Protocol):
+    def log(self, step: int, values: Mapping[str, float]) -> None: ...
+    def event(self, message: str, level: str = "info") -> None: ...
+
+
+class MemorySink:
+    """Keeps everything in lists; for tests and notebooks."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict[str, float]]] = []
+        self.events: list[tuple[str, str]] = []
+
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        self.rows.append((step, dict(values)))
+
+    def event(self, message: str, level: str = "info") -> None:
+        self.events.append((level, message))
+
+    def series(self, name: str) -> list[tuple[int, float]]:
+        """[(step, value)] of one metric, in logging order."""
+        return [(s, v[name]) for s, v in self.rows if name in v]
+
+    def last(self, name: str) -> float:
+        s = self.series(name)
+        if not s:
+            raise KeyError(f"metric {name!r} was never logged; logged: {sorted({k for _, v in self.rows for k in v})}")
+        return s[-1][1]
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([{"step": s, **v} for s, v in self.rows])
+
+
+class StdoutSink:
+    """One line per eval (and every ``every`` train steps) on a stream."""
+
+    def __init__(self, every: int = 10, stream=None) -> None:
+        self.every = every
+        self.stream = stream or sys.stdout
+        self.t0 = time.time()
+
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        if not any(k.startswith("eval/") for k in values) and step % self.every:
+            return
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items()
+                          if k.startswith(("loss", "eval/")) or k in ("lr",))
+        print(f"[{time.time() - self.t0:6.1f}s] step {step}: {shown}", file=self.stream, flush=True)
+
+    def event(self, message: str, level: str = "info") -> None:
+        print(f"[{level}] {message}", file=self.stream, flush=True)
+
+
+class MultiSink:
+    """Fan out to several sinks."""
+
+    def __init__(self, *sinks: MetricSink) -> None:
+        self.sinks = [s for s in sinks if s is not None]
+
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        for s in self.sinks:
+            s.log(step, values)
+
+    def event(self, message: str, level: str = "info") -> None:
+        for s in self.sinks:
+            s.event(message, level)
+
+
+class NullSink:
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        pass
+
+    def event(self, message: str, level: str = "info") -> None:
+        pass

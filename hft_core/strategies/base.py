@@ -1,0 +1,150 @@
+"""The Strategy hooks, the context they receive, and the registry.
+
+A strategy is three things (STYLE.md #2): a config dataclass with help per field,
+a small object implementing some of the hooks below, and one ``register(...)``
+line. The trainer calls the hooks at fixed points of its one loop:
+
+    model = s.setup(model, ctx)            once, before the optimizer is built
+    batch = s.transform_batch(batch, ctx)  on raw texts, before tokenisation
+    terms = s.extra_losses(out, batch, ctx)  after the forward pass
+    s.on_step_end(step, ctx)               after the optimizer step
+
+The total loss is ``task_weight * loss/task + sum(extra terms)`` where
+``task_weight`` is the product of every strategy's ``task_weight`` (KD sets it to
+1 - r). Each term is logged as ``loss/<name>``, as its contribution to the total.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+
+from hft_core.config import ConfigError
+
+
+@dataclass
+class Batch:
+    """One training batch.
+
+    texts:   raw texts, len B (prompt+answer already formatted for causal-lm)
+    labels:  (B,) int64 class ids for classification, else None
+    inputs:  tokenised tensors after collate: input_ids (B, L), attention_mask (B, L),
+             and for causal-lm labels (B, L) with -100 on padding/prompt
+    """
+
+    texts: list[str]
+    labels: torch.Tensor | None = None
+    inputs: dict[str, torch.Tensor] | None = None
+    prompts: list[str] | None = None  # causal-lm: the prompt part of each text (masked from the loss)
+
+
+@dataclass
+class StrategyContext:
+    """What a strategy may use. Built by the trainer; strategies never see RunConfig."""
+
+    task: str                                   # "classification" | "causal-lm"
+    num_labels: int                             # 0 for causal-lm
+    tokenizer: Any
+    device: torch.device
+    seed: int
+    max_steps: int
+    model_source: str                           # e.g. "bundled:minilm-l6"
+    fresh_model: Callable[[int], nn.Module]     # same architecture, random init, from a seed (on CPU)
+    load_model: Callable[[str], nn.Module]      # any model source -> model for this task (on CPU)
+    train_texts: list[str] = field(default_factory=list)  # the whole training pool, labels not needed
+    step: int = 0                               # the optimizer step about to run / just run
+    training: bool = True
+    extra_metrics: dict[str, float] = field(default_factory=dict)  # merged into the next log line
+    collate: Callable[[list[str]], dict[str, torch.Tensor]] | None = None  # texts -> model inputs
+
+
+class Strategy(Protocol):
+    name: str
+    task_weight: float
+
+    def setup(self, model: nn.Module, ctx: StrategyContext) -> nn.Module: ...
+    def transform_batch(self, batch: Batch, ctx: StrategyContext) -> Batch: ...
+    def extra_losses(self, out: Any, batch: Batch, ctx: StrategyContext) -> dict[str, torch.Tensor]: ...
+    def on_step_end(self, step: int, ctx: StrategyContext) -> None: ...
+
+
+class Hooks:
+    """No-op defaults for the hooks, so a strategy writes only the ones it uses."""
+
+    name = "?"
+    task_weight = 1.0
+
+    def setup(self, model: nn.Module, ctx: StrategyContext) -> nn.Module:
+        return model
+
+    def transform_batch(self, batch: Batch, ctx: StrategyContext) -> Batch:
+        return batch
+
+    def extra_losses(self, out: Any, batch: Batch, ctx: StrategyContext) -> dict[str, torch.Tensor]:
+        return {}
+
+    def on_step_end(self, step: int, ctx: StrategyContext) -> None:
+        return None
+
+
+@dataclass
+class StrategySpec:
+    name: str                      # registry key and YAML key, e.g. "blend"
+    config_cls: type               # dataclass with param(...) fields
+    factory: Callable[[Any], Strategy]  # config -> strategy object
+    title: str                     # "Alpha blend (pretrained x random)"
+    summary: str                   # one plain sentence
+    reference: str = ""            # "Ash & Adams 2020"
+    tasks: tuple[str, ...] = ("classification", "causal-lm")
+    conflicts: dict[str, str] = field(default_factory=dict)  # other name -> why they don't mix
+    order: int = 50                # setup order: lower first (blend before reinit before lora ...)
+
+
+REGISTRY: dict[str, StrategySpec] = {}
+
+
+def register(spec: StrategySpec) -> StrategySpec:
+    if spec.name in REGISTRY:
+        raise ValueError(f"strategy {spec.name!r} registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> StrategySpec:
+    _ensure_loaded()
+    if name not in REGISTRY:
+        raise ConfigError(f"mix.{name}: unknown strategy {name!r}; available: {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def all_specs() -> list[StrategySpec]:
+    _ensure_loaded()
+    return sorted(REGISTRY.values(), key=lambda s: (s.order, s.name))
+
+
+def check_combination(mix: Any) -> None:
+    """Raise ConfigError naming both strategies when two enabled ones do not mix."""
+    names = list(mix)
+    for a in names:
+        for b, why in get_spec(a).conflicts.items():
+            if b in names:
+                raise ConfigError(f"strategies {a!r} and {b!r} cannot be combined: {why}")
+
+
+def check_task(mix: Any, task: str) -> None:
+    for name in mix:
+        spec = get_spec(name)
+        if task not in spec.tasks:
+            raise ConfigError(f"strategy {name!r} does not apply to task {task!r}; it works with {list(spec.tasks)}")
+
+
+def build(mix: Any) -> list[Strategy]:
+    """Strategy objects for the enabled mix, in setup order."""
+    specs = sorted((get_spec(n) for n in mix), key=lambda s: (s.order, s.name))
+    return [s.factory(mix[s.name]) for s in specs]
+
+
+def _ensure_loaded() -> None:
+    import hft_core.strategies  # noqa: F401  (its __init__ imports every strategy module)
