@@ -39,6 +39,11 @@ class Batch:
     inputs: dict[str, torch.Tensor] | None = None
     prompts: list[str] | None = None  # causal-lm: the prompt part of each text (masked from the loss)
 
+    @property
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """``inputs`` without the causal-lm ``labels``: what ``model(**...)`` takes."""
+        return {k: v for k, v in (self.inputs or {}).items() if k != "labels"}
+
 
 @dataclass
 class StrategyContext:
