@@ -237,19 +237,20 @@ class RunConfig:
         return cls.from_json(text) if path.endswith(".json") else cls.from_yaml(text)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "RunConfig":
-        """A copy with dotted keys set, e.g. {"lr": 3e-4, "mix.blend.alpha": 0.5}."""
+        """A copy with dotted keys set, e.g. {"lr": 3e-4, "mix.blend.alpha": 0.5, "mix.kd": True}."""
         d = self.to_dict()
         for key, value in overrides.items():
-            parts = key.split(".")
+            *path, last = key.split(".")
             target = d
-            for p in parts[:-1]:
-                if p not in target or not isinstance(target[p], dict):
-                    if target is d["mix"] or p == "mix":
-                        target = target.setdefault(p, {})
-                        continue
-                    raise ConfigError(f"--set {key}: {p!r} is not a config section")
+            for i, p in enumerate(path):
+                if path[0] == "mix" and i > 0 and not isinstance(target.get(p), dict):
+                    target[p] = {}  # enabling a strategy by setting one of its fields
+                if not isinstance(target.get(p), dict):
+                    raise ConfigError(f"--set {key}: {p!r} is not a config section; sections: ['mix']")
                 target = target[p]
-            target[parts[-1]] = value
+            if target is d and last not in d:
+                raise ConfigError(f"--set {key}: unknown field {last!r}; valid fields are {sorted(d)}")
+            target[last] = value
         return RunConfig.from_dict(d)
 
     def cli_command(self) -> str:

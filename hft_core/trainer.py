@@ -1,0 +1,375 @@
+"""train(cfg, sink, stop): the one training loop. Read it top to bottom.
+
+    1. device and precision plan (refused early, before anything loads)
+    2. data, tokenizer, model
+    3. strategies: setup hooks (blend, re-init, LoRA, freezing ...), then the optimizer
+    4. the loop: batch -> transform -> forward -> task + extra losses -> step -> log
+    5. eval every ``eval_every`` steps and at the end; checkpoint at the end, when
+       stopped, every ``checkpoint_every`` steps, and before raising on a NaN loss
+
+Runs the same under ``accelerate launch`` on several processes (DDP): each rank
+takes its slice of every global batch, gradients are averaged by DDP, and only
+rank 0 evaluates, writes metrics and saves checkpoints.
+
+Data order is a pure function of (seed, micro-step): resuming at step s replays
+exactly the batches a run that never stopped would have seen.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import resource
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+
+from hft_core import data as data_sources
+from hft_core import models as model_sources
+from hft_core.config import RunConfig
+from hft_core.precision import autocast, describe_device, make_scaler, plan_precision
+from hft_core.sinks import MetricSink, NullSink
+from hft_core.strategies import base as strategies
+from hft_core.strategies.base import StrategyContext
+from hft_core.tasks import get_task
+
+STATE_FILE = "trainer_state.pt"      # optimizer, scheduler, step, RNG: for resume
+LIVE_WEIGHTS = "resume_model.safetensors"  # the model as trained (LoRA adapters unmerged): for resume
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf. The checkpoint before the bad step and all metrics are kept."""
+
+
+@dataclass
+class TrainResult:
+    status: str                      # "finished" | "stopped"
+    step: int                        # last completed optimizer step
+    metrics: dict[str, float] = field(default_factory=dict)  # final eval metrics ("eval/accuracy", ...)
+    checkpoint: str | None = None    # folder with model.safetensors, tokenizer, run_config.yaml
+
+
+def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event | None = None, *,
+          out_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
+    stop = stop or threading.Event()
+    ckpt_dir = Path(out_dir) / "checkpoint" if out_dir else None
+    if resume and not (ckpt_dir and (ckpt_dir / STATE_FILE).exists()):
+        raise FileNotFoundError(f"cannot resume: no checkpoint with {STATE_FILE} in {ckpt_dir}; start the run afresh")
+
+    # ---- 1. device and precision -------------------------------------------------
+    accelerator = _make_accelerator(cfg)
+    device = accelerator.device
+    plan = plan_precision(cfg.precision, describe_device(device))   # raises PrecisionError with the reason
+    main = accelerator.is_main_process
+    sink = sink if (sink is not None and main) else NullSink()
+    sink.event(f"device {device} ({accelerator.num_processes} process(es)); precision: {plan.reason}")
+    if plan.warning:
+        sink.event(plan.warning, "warning")
+    _seed_everything(cfg.seed)
+
+    # ---- 2. data, tokenizer, model ----------------------------------------------
+    task = get_task(cfg.task)
+    dataset = data_sources.load_data(cfg.data, cfg.task, text_column=cfg.text_column, label_column=cfg.label_column,
+                                     n_train=cfg.n_train, n_eval=cfg.n_eval, eval_fraction=cfg.eval_fraction,
+                                     seed=cfg.seed)
+    num_labels = dataset.num_labels if cfg.task == "classification" else 0
+    tokenizer = model_sources.load_tokenizer(cfg.model)
+    model = model_sources.load_model(cfg.model, cfg.task, num_labels, pretrained=True, seed=cfg.seed)
+    sink.event(f"data {cfg.data}: {len(dataset.train)} train / {len(dataset.eval)} eval examples; "
+               f"model {cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
+
+    # ---- 3. strategies, then the optimizer --------------------------------------
+    ctx = StrategyContext(
+        task=cfg.task, num_labels=num_labels, tokenizer=tokenizer, device=device, seed=cfg.seed,
+        max_steps=cfg.max_steps, model_source=cfg.model,
+        fresh_model=lambda seed: model_sources.load_model(cfg.model, cfg.task, num_labels, pretrained=False, seed=seed),
+        load_model=lambda source: model_sources.load_model(source, cfg.task, num_labels),
+        train_texts=[task.make_batch([e], tokenizer).texts[0] for e in dataset.train],
+        collate=lambda texts: task.collate(tokenizer, strategies.Batch(texts=list(texts)), cfg.max_length, device),
+    )
+    mix = strategies.build(cfg.mix)
+    for s in mix:
+        model = s.setup(model, ctx)
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    optimizer = _make_optimizer(cfg, model)
+    scheduler = _make_scheduler(cfg, optimizer)
+    scaler = make_scaler(plan, device.type)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+    task_weight = math.prod(s.task_weight for s in mix)
+    hidden_states = any(getattr(s, "needs_hidden_states", False) for s in mix)
+
+    start_step, tokens_seen = 0, 0
+    if resume:
+        start_step, tokens_seen = _load_state(ckpt_dir, unwrapped, optimizer, scheduler, scaler)
+        sink.event(f"resumed from step {start_step}")
+    elif main and ckpt_dir is not None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir.parent / "run_config.yaml").write_text(cfg.to_yaml())
+    sink.log(start_step, {"params_total": n_params, "params_trainable": n_trainable})
+
+    # ---- 4. the loop -------------------------------------------------------------
+    rank, world = accelerator.process_index, accelerator.num_processes
+    model.train()
+    step = start_step
+    final_metrics: dict[str, float] = {}
+    status = "finished"
+    t_last = time.perf_counter()
+    while step < cfg.max_steps:
+        if stop.is_set():
+            status = "stopped"
+            break
+        ctx.step, ctx.training = step, True
+        terms_sum: dict[str, float] = {}
+        n_examples = n_tokens = 0
+        for micro in range(cfg.grad_accum):
+            k = step * cfg.grad_accum + micro  # global micro-step: fixes which examples come next
+            idx = _batch_indices(len(dataset.train), cfg.batch_size, world, rank, k, cfg.seed)
+            batch = task.make_batch([dataset.train[i] for i in idx], tokenizer)
+            for s in mix:
+                batch = s.transform_batch(batch, ctx)
+            batch.inputs = task.collate(tokenizer, batch, cfg.max_length, device)
+            with accelerator.accumulate(model), autocast(plan, device.type):
+                out = model(**batch.model_inputs, output_hidden_states=hidden_states) if hidden_states \
+                    else model(**batch.model_inputs)
+                terms = {"task": task.loss(out, batch)}
+                for s in mix:
+                    terms.update(s.extra_losses(out, batch, ctx))
+                weighted = {"task": task_weight * terms["task"], **{k_: v for k_, v in terms.items() if k_ != "task"}}
+                loss = sum(weighted.values()) / cfg.grad_accum
+            # float(): a CPU-GPU sync point, once per micro-step; needed for the NaN check anyway
+            loss_value = float(loss.detach()) * cfg.grad_accum
+            if not math.isfinite(loss_value):
+                bad = {k_: float(v.detach()) for k_, v in weighted.items()}
+                msg = (f"loss became {loss_value} at step {step} (terms: {bad}). Training stopped; the checkpoint "
+                       f"from before this step and all metrics are kept. Try a lower lr (now {cfg.lr:g}), "
+                       f"precision fp32, or max_grad_norm > 0.")
+                sink.event(msg, "error")
+                if main and ckpt_dir is not None:
+                    _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
+                raise TrainingDiverged(msg)
+            accelerator.backward(scaler.scale(loss))
+            for k_, v in weighted.items():
+                terms_sum[k_] = terms_sum.get(k_, 0.0) + float(v.detach()) / cfg.grad_accum
+            n_examples += len(batch.texts)
+            n_tokens += int(batch.inputs["attention_mask"].sum())
+        grad_norm = optimizer_step(model, optimizer, scaler, cfg.max_grad_norm, accelerator)
+        scheduler.step()
+        step += 1
+        ctx.step = step
+        for s in mix:
+            s.on_step_end(step, ctx)
+        tokens_seen += n_tokens * world
+
+        now = time.perf_counter()
+        dt, t_last = now - t_last, now
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            values = {"loss": sum(terms_sum.values()), **{f"loss/{k_}": v for k_, v in terms_sum.items()},
+                      "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                      "samples_per_s": n_examples * world / dt, "tokens_per_s": n_tokens * world / dt,
+                      "tokens_seen": tokens_seen, "peak_mem_mb": _peak_memory_mb(device),
+                      "progress": step / cfg.max_steps, **ctx.extra_metrics}
+            ctx.extra_metrics.clear()
+            sink.log(step, values)
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
+            final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, step, mix, main,
+                                      accelerator)
+            t_last = time.perf_counter()  # eval time is not training throughput
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps and main and ckpt_dir:
+            _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
+            t_last = time.perf_counter()
+
+    # ---- 5. final eval and checkpoint -------------------------------------------
+    if status == "finished":  # in-loop evals skip the last step, so this is never a repeat
+        final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, step, mix, main,
+                                  accelerator, final=True)
+    checkpoint = None
+    if main and ckpt_dir is not None:
+        _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
+        checkpoint = str(ckpt_dir)
+    sink.event(f"{status} at step {step}" + (f": {_fmt(final_metrics)}" if final_metrics else ""))
+    accelerator.wait_for_everyone()
+    return TrainResult(status, step, final_metrics, checkpoint)
+
+
+# ---- the pieces the loop calls -----------------------------------------------------
+
+def optimizer_step(model, optimizer, scaler: torch.amp.GradScaler, max_grad_norm: float,
+                   accelerator: Accelerator | None = None) -> float:
+    """Unscale, clip, step, update the loss scale, zero grads. Returns the grad norm before clipping.
+
+    With fp16 loss scaling an inf/NaN gradient makes ``scaler.step`` skip the update
+    (weights unchanged) and ``scaler.update`` halve the scale.
+    """
+    scaler.unscale_(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if max_grad_norm > 0 and params:
+        if accelerator is not None:
+            norm = accelerator.clip_grad_norm_(params, max_grad_norm)
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    elif params:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params]))
+    else:
+        norm = torch.tensor(0.0)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def _batch_indices(n: int, batch_size: int, world: int, rank: int, k: int, seed: int) -> list[int]:
+    """The examples of rank ``rank`` at global micro-step ``k``.
+
+    The training set is read as an endless stream of seeded permutations (one per
+    epoch); micro-step k covers stream positions [k*B*W, (k+1)*B*W) and each rank
+    takes its own B of them. Pure function of its arguments, so resume is exact.
+    """
+    global_bs = batch_size * world
+    start = k * global_bs + rank * batch_size
+    out: list[int] = []
+    perm_cache: dict[int, list[int]] = {}
+    for pos in range(start, start + batch_size):
+        epoch, offset = divmod(pos, n)
+        if epoch not in perm_cache:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            perm_cache[epoch] = torch.randperm(n, generator=g).tolist()
+        out.append(perm_cache[epoch][offset])
+    return out
+
+
+def _make_accelerator(cfg: RunConfig) -> Accelerator:
+    want_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={cfg.device!r} but no CUDA GPU is visible here; use device 'auto' or 'cpu'")
+    if ":" in cfg.device and cfg.device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(cfg.device))
+    # find_unused_parameters: LP-FT/freezing/aux heads leave some parameters without gradients under DDP
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=len(cfg.mix) > 0)
+    # Mixed precision is done here (autocast + our GradScaler), not by Accelerate, so that the
+    # device check and the scaler behaviour are ours and testable on a CPU.
+    return Accelerator(cpu=want_cpu, mixed_precision="no", gradient_accumulation_steps=cfg.grad_accum,
+                       kwargs_handlers=[ddp])
+
+
+def _make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    # Every parameter goes in, frozen or not: LP-FT unfreezes mid-run, and AdamW skips grad=None params.
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _make_scheduler(cfg: RunConfig, optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        done = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        if cfg.schedule == "linear":
+            return max(0.0, 1.0 - done)
+        return 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))  # cosine
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _evaluate(task, model, tokenizer, dataset, cfg, device, plan, sink, step, mix, main, accelerator,
+              final: bool = False) -> dict[str, float]:
+    """Eval on rank 0; writes eval/* metrics and, at the end, eval_report.json beside the checkpoint."""
+    metrics: dict[str, float] = {}
+    if main:
+        eval_model = model
+        report = task.evaluate(eval_model, tokenizer, dataset.eval, batch_size=max(cfg.batch_size, 32),
+                               max_length=cfg.max_length, device=device, label_names=dataset.label_names,
+                               autocast=autocast(plan, device.type), num_samples=3 if final else 0)
+        metrics = {f"eval/{k}": v for k, v in report.metrics.items()}
+        sink.log(step, metrics)
+        for s in report.samples:
+            sink.event(f"sample at step {step}: Q: {s['prompt']!r} -> {s['generated']!r} (reference {s['reference']!r})")
+        if final and report.confusion is not None:
+            sink.event("confusion matrix (rows = true, columns = predicted; labels "
+                       f"{report.label_names}): {json.dumps(report.confusion)}")
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def _save(ckpt_dir: Path, cfg: RunConfig, model, tokenizer, mix, optimizer, scheduler, scaler, step: int,
+          tokens_seen: int) -> None:
+    """A checkpoint is a loadable model folder plus what resume needs. Written to a temp folder, then swapped in."""
+    from safetensors.torch import save_model
+
+    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
+    if tmp.exists():
+        _rmtree(tmp)
+    tmp.mkdir(parents=True)
+    export = model
+    for s in mix:  # e.g. LoRA merges its adapters so the checkpoint is a plain model
+        if hasattr(s, "export_model"):
+            export = s.export_model(export)
+    export.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "run_config.yaml").write_text(cfg.to_yaml())
+    save_model(model, str(tmp / LIVE_WEIGHTS))
+    torch.save({"step": step, "tokens_seen": tokens_seen, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "rng_torch": torch.get_rng_state(), "rng_python": random.getstate()}, tmp / STATE_FILE)
+    old = ckpt_dir.with_name(ckpt_dir.name + ".old")
+    if ckpt_dir.exists():
+        ckpt_dir.rename(old)
+    tmp.rename(ckpt_dir)
+    if old.exists():
+        _rmtree(old)
+
+
+def _load_state(ckpt_dir: Path, model, optimizer, scheduler, scaler) -> tuple[int, int]:
+    from safetensors.torch import load_model
+
+    load_model(model, str(ckpt_dir / LIVE_WEIGHTS))
+    state = torch.load(ckpt_dir / STATE_FILE, weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng_torch"])
+    random.setstate(_to_tuple(state["rng_python"]))
+    return int(state["step"]), int(state["tokens_seen"])
+
+
+def _to_tuple(x: Any) -> Any:
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB, whole process
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
