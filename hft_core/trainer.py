@@ -53,6 +53,8 @@ class TrainResult:
     step: int                        # last completed optimizer step
     metrics: dict[str, float] = field(default_factory=dict)  # final eval metrics ("eval/accuracy", ...)
     checkpoint: str | None = None    # folder with model.safetensors, tokenizer, run_config.yaml
+    model: Any = field(default=None, repr=False)      # the trained model (unwrapped), for notebooks
+    tokenizer: Any = field(default=None, repr=False)
 
 
 def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event | None = None, *,
@@ -197,7 +199,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
         checkpoint = str(ckpt_dir)
     sink.event(f"{status} at step {step}" + (f": {_fmt(final_metrics)}" if final_metrics else ""))
     accelerator.wait_for_everyone()
-    return TrainResult(status, step, final_metrics, checkpoint)
+    return TrainResult(status, step, final_metrics, checkpoint, model=unwrapped, tokenizer=tokenizer)
 
 
 # ---- the pieces the loop calls -----------------------------------------------------
