@@ -1,0 +1,90 @@
+"""The Learn page: every lesson renders, and moving a picture's control changes the numbers shown."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "learn.py")
+
+
+def open_lesson(key: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    at.selectbox(key="lesson").set_value(key).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label_start: str) -> str:
+    for m in at.metric:
+        if m.label.startswith(label_start):
+            return m.value
+    raise AssertionError(f"no metric starting {label_start!r}; have {[m.label for m in at.metric]}")
+
+
+def test_every_lesson_renders_with_formula():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    for key in at.selectbox(key="lesson").options:
+        at.selectbox(key="lesson").set_value(key).run()
+        assert not at.exception, (key, at.exception)
+        assert at.latex, key
+        assert at.header[0].value
+
+
+def test_alpha_slider_changes_the_blend():
+    at = open_lesson("blend")
+    before = metric(at, "std of the blend")
+    at.slider(key="blend_alpha").set_value(1.0).run()
+    assert metric(at, "cosine to pretrained") == "1.000"
+    assert metric(at, "std of the blend") != before
+
+
+def test_temperature_softens():
+    at = open_lesson("kd")
+    at.slider(key="kd_T").set_value(1.0).run()
+    sharp = float(metric(at, "top class probability"))
+    at.slider(key="kd_T").set_value(8.0).run()
+    soft = float(metric(at, "top class probability"))
+    assert soft < sharp
+
+
+def test_lora_rank_scales_count():
+    at = open_lesson("lora")
+    at.slider(key="lora_r").set_value(8).run()
+    assert metric(at, "LoRA trainable") == "73,728"
+    at.slider(key="lora_r").set_value(16).run()
+    assert metric(at, "LoRA trainable") == "147,456"
+
+
+def test_precision_of_a_typed_number():
+    at = open_lesson("precision")
+    at.number_input(key="prec_x").set_value(70000.0).run()
+    assert metric(at, "fp16 stores") == "inf"
+    assert metric(at, "bf16 stores") == "70144"
+    assert metric(at, "fp32 stores") == "70000"
+
+
+def test_eda_on_a_typed_sentence():
+    at = open_lesson("eda")
+    at.text_input(key="eda_sentence").set_value("one two three four five six seven eight nine ten").run()
+    at.slider(key="eda_rate").set_value(0.0).run()
+    assert metric(at, "words changed") == "0"
+    at.slider(key="eda_rate").set_value(0.3).run()
+    assert metric(at, "words changed") == "3"
+    texts = [row for row in at.table[0].value["augmented sentence"]]
+    assert any(t != "one two three four five six seven eight nine ten" for t in texts)
+
+
+@pytest.mark.parametrize("lesson,slider,value,label", [
+    ("l2sp", "l2sp_beta", 0.05, "penalty at distance 5"),
+    ("neftune", "neftune_L", 256, "bound per coordinate"),
+    ("wise_ft", "wise_a", 1.0, "θ(a)"),
+])
+def test_slider_moves_number(lesson, slider, value, label):
+    at = open_lesson(lesson)
+    before = metric(at, label)
+    at.slider(key=slider).set_value(value).run()
+    assert not at.exception
+    assert metric(at, label) != before
