@@ -1,0 +1,762 @@
+"""RunStore: every run, its metrics and its log lines in one SQLite file.
+
+    $HFT_HOME/runs.sqlite       runs, metrics, events (WAL mode)
+    $HFT_HOME/runs/<run_id>/    the run's folder: checkpoint/, run_config.yaml
+
+Who writes and who reads:
+
+* The training thread calls ``log_metrics`` / ``log_event`` (through ``StoreSink``).
+  These only append to an in-memory buffer under a short lock: training never
+  waits on the disk.
+* A background flusher thread writes the buffer in one transaction every
+  ``flush_interval`` seconds (0.5 s by default), so a crash or ``kill -9`` loses at
+  most the last second of metrics.
+* Run-level writes (``create_run``, ``set_status`` ...) are rare and go straight
+  to the database through the same writer connection, under a lock.
+* Readers (dashboard pages, the CLI, other processes) use their own connection
+  per thread. WAL mode lets them read while a writer commits, and lets several
+  processes (the app, a CLI run, rank 0 of a DDP run) share one store.
+
+A run is owned by the process that queued or runs it (pid, host and the pid's
+start time). ``mark_interrupted`` turns "running"/"queued" runs whose owner is
+gone into "interrupted", so a restart of the app shows killed runs honestly
+while a CLI run still training in another process is left alone.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from hft_core.config import RunConfig
+from hft_core.home import hft_home
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
+DONE_STATUSES = ("finished", "stopped", "failed", "interrupted")
+DB_NAME = "runs.sqlite"
+SCHEMA_VERSION = 1
+MAX_BUFFERED_ROWS = 1_000_000  # if the disk keeps failing, keep at most this many rows in memory
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked. The message names the path and what to do."""
+
+
+class UnknownRun(StoreError, KeyError):
+    """No run with this id in the store (also a KeyError, so ``except KeyError`` works)."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+# ---- schema and migrations ----------------------------------------------------------
+# MIGRATIONS[v] turns a store at version v-1 into version v. A newer app opens an older
+# store by applying the missing steps in order, each in its own transaction, and
+# setting PRAGMA user_version after each. Never edit a shipped step: add a new one.
+
+def _migrate_to_v1(con: sqlite3.Connection) -> None:
+    _execute_script(con, """
+        CREATE TABLE IF NOT EXISTS runs (
+            id             TEXT PRIMARY KEY,
+            name           TEXT NOT NULL DEFAULT '',
+            status         TEXT NOT NULL,
+            config_json    TEXT NOT NULL,
+            created        REAL NOT NULL,
+            started        REAL,
+            ended          REAL,
+            device         TEXT NOT NULL DEFAULT 'cpu',
+            error          TEXT,
+            traceback      TEXT,
+            checkpoint_dir TEXT,
+            group_name     TEXT NOT NULL DEFAULT '',
+            seed           INTEGER,
+            position       INTEGER NOT NULL DEFAULT 0,   -- queue order
+            owner_pid      INTEGER,                      -- process that queued/runs it
+            owner_host     TEXT,
+            owner_start    TEXT                          -- that pid's start time (guards against pid reuse)
+        );
+        CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+        CREATE INDEX IF NOT EXISTS runs_by_group ON runs (group_name);
+        -- one value per (run, metric, step): a replayed step after resume overwrites, never duplicates
+        CREATE TABLE IF NOT EXISTS metrics (
+            run_id    TEXT NOT NULL,
+            step      INTEGER NOT NULL,
+            name      TEXT NOT NULL,
+            value     REAL,                               -- NULL stands for NaN (SQLite stores NaN as NULL)
+            wall_time REAL NOT NULL,
+            PRIMARY KEY (run_id, name, step)
+        ) WITHOUT ROWID;
+        -- live pages poll "everything of this run from step s on"
+        CREATE INDEX IF NOT EXISTS metrics_by_step ON metrics (run_id, step);
+        CREATE TABLE IF NOT EXISTS events (
+            run_id  TEXT NOT NULL,
+            time    REAL NOT NULL,
+            level   TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, time);
+    """)
+
+
+def _execute_script(con: sqlite3.Connection, script: str) -> None:
+    """Run ;-separated statements inside the caller's transaction (``executescript`` would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            con.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_v1}
+_OUR_TABLES = {"runs", "metrics", "events"}
+
+
+@dataclass
+class RunRecord:
+    id: str
+    name: str
+    status: str
+    config: dict[str, Any]
+    created: float
+    started: float | None
+    ended: float | None
+    device: str
+    error: str | None
+    traceback: str | None
+    checkpoint_dir: str | None
+    group: str
+    seed: int | None
+    position: int
+    pid: int | None = None     # owner process
+    host: str | None = None
+
+    @property
+    def cfg(self) -> RunConfig:
+        return RunConfig.from_dict(self.config)
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+
+class StoreSink:
+    """A MetricSink that writes one run's metrics and log lines to a RunStore (buffered)."""
+
+    def __init__(self, store: "RunStore", run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        self.store.log_metrics(self.run_id, step, values)
+
+    def event(self, message: str, level: str = "info") -> None:
+        self.store.log_event(self.run_id, message, level)
+
+
+class _Reader:
+    """Holds one thread's read connection (sqlite3 connections cannot be weak-referenced)."""
+
+    __slots__ = ("con", "__weakref__")
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def __del__(self) -> None:  # the thread ended: its thread-local dies, and with it the connection
+        try:
+            self.con.close()
+        except Exception:
+            pass
+
+
+_OPEN_STORES: "weakref.WeakSet[RunStore]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_stores() -> None:
+    """At a normal interpreter exit, write what is still buffered (daemon threads just die)."""
+    for store in list(_OPEN_STORES):
+        try:
+            store.close()
+        except Exception:
+            pass
+
+
+class RunStore:
+    def __init__(self, home: str | Path | None = None, *, flush_interval: float = 0.5) -> None:
+        if flush_interval <= 0:
+            raise ValueError(f"flush_interval={flush_interval!r}: use a positive number of seconds, e.g. 0.5")
+        self.home = Path(home).expanduser() if home is not None else hft_home()
+        self.path = self.home / DB_NAME
+        self.flush_interval = float(flush_interval)
+        self._check_folder()
+        self._host = socket.gethostname()
+        self._wlock = threading.RLock()          # the writer connection and its transactions
+        self._block = threading.Lock()           # the in-memory buffers (held for microseconds)
+        self._metric_rows: list[tuple[str, int, str, float, float]] = []
+        self._event_rows: list[tuple[str, float, str, str]] = []
+        self._local = threading.local()
+        self._readers: "weakref.WeakSet[_Reader]" = weakref.WeakSet()
+        self._closed = False
+        self._warned_at = 0.0
+        self.last_write_error: str | None = None  # set while background writes fail (e.g. disk full)
+        self._wcon = self._open_writer()
+        self._closing = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name=f"hft-store-flusher:{self.path}", daemon=True)
+        self._flusher.start()
+        _OPEN_STORES.add(self)
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.home)!r})"
+
+    # ---- opening: clear errors for the ways a home folder can be wrong -------------
+    def _check_folder(self) -> None:
+        home, what_to_do = self.home, "Set HFT_HOME (or pass home=) to a writable folder."
+        if home.exists() and not home.is_dir():
+            raise StoreError(f"the HFT Lab home {home} is a file, not a folder. {what_to_do} "
+                             f"(it is created if missing), or move the file away.")
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except NotADirectoryError:
+            raise StoreError(f"cannot create the HFT Lab home {home}: a part of that path is a file, not a "
+                             f"folder. {what_to_do}") from None
+        except OSError as e:
+            raise StoreError(f"cannot create the HFT Lab home {home}: {e.strerror or e}. {what_to_do}") from None
+        # os.access alone is not enough (root passes it on a read-only or immutable folder,
+        # and it says nothing about a full disk): write and remove a real byte.
+        probe = home / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"x")
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise StoreError(f"the HFT Lab home {home} is not writable ({e.strerror or e}): check the disk has "
+                             f"free space and the folder's permissions. {what_to_do}") from None
+        finally:
+            try:
+                probe.unlink()
+            except OSError:
+                pass
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"{self.path} is a folder, not a store file; move it away or set HFT_HOME "
+                             f"to another folder.")
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE in _write)
+        con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        con.execute("PRAGMA busy_timeout = 30000")   # wait for another writer instead of failing
+        con.execute("PRAGMA synchronous = NORMAL")   # WAL + NORMAL: a commit survives a process kill
+        return con
+
+    def _open_writer(self) -> sqlite3.Connection:
+        try:
+            con = self._connect()
+            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("SQLite would not switch %s to WAL mode (got %r); readers may block the writer",
+                            self.path, mode)
+            self._migrate(con)
+        except sqlite3.DatabaseError as e:
+            raise self._db_error(e, "open") from None
+        return con
+
+    def _migrate(self, con: sqlite3.Connection) -> None:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        latest = max(MIGRATIONS)
+        if version > latest:
+            raise StoreError(f"{self.path} was written by a newer HFT Lab (store schema v{version}; this one "
+                             f"reads up to v{latest}). Upgrade HFT Lab, or set HFT_HOME to another folder.")
+        if version == 0:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            foreign = tables - _OUR_TABLES
+            if foreign:
+                raise StoreError(f"{self.path} is a SQLite database but not an HFT Lab store (it has tables "
+                                 f"{sorted(foreign)}). Move it away, or set HFT_HOME to another folder.")
+        for v in range(version + 1, latest + 1):
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                MIGRATIONS[v](con)
+                con.execute(f"PRAGMA user_version = {int(v)}")
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+
+    def _db_error(self, e: sqlite3.Error, doing: str) -> StoreError:
+        msg = str(e)
+        if "not a database" in msg or "malformed" in msg:
+            return StoreError(f"{self.path} is not a readable HFT Lab store (SQLite says: {msg}). Move it away "
+                              f"(e.g. rename it to {DB_NAME}.bad) and a new store is created, or set HFT_HOME "
+                              f"to another folder.")
+        if "full" in msg or "readonly" in msg or "read-only" in msg or "unable to open" in msg or "disk I/O" in msg:
+            return StoreError(f"cannot {doing} the store {self.path} (SQLite says: {msg}): check the disk has "
+                              f"free space and the folder is writable, or set HFT_HOME to another folder.")
+        return StoreError(f"cannot {doing} the store {self.path}: {msg}")
+
+    # ---- connections -----------------------------------------------------------------
+    @contextmanager
+    def _write(self, doing: str = "write to") -> Iterator[sqlite3.Connection]:
+        """One transaction on the writer connection. Serialised within this process by a lock
+        and across processes by SQLite (BEGIN IMMEDIATE waits up to busy_timeout)."""
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed; open a new RunStore")
+        with self._wlock:
+            con = self._wcon
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                yield con
+                con.execute("COMMIT")
+            except BaseException as e:
+                if con.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                    try:
+                        con.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if isinstance(e, sqlite3.Error):
+                    raise self._db_error(e, doing) from None
+                raise
+
+    def _read(self) -> sqlite3.Connection:
+        """This thread's read connection (query-only). WAL: reading never blocks the writer."""
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed; open a new RunStore")
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            con = self._connect()
+            con.execute("PRAGMA query_only = 1")
+            reader = _Reader(con)
+            self._local.reader = reader
+            self._readers.add(reader)
+        return reader.con
+
+    def _query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        try:
+            return self._read().execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise self._db_error(e, "read") from None
+
+    # ---- runs ------------------------------------------------------------------------
+    def create_run(self, cfg: RunConfig | Mapping[str, Any], *, status: str = "queued", device: str = "cpu",
+                   group: str = "", name: str = "") -> str:
+        """Store a new run; returns its id (e.g. "r-3f9a2c"). The owner is this process."""
+        if not isinstance(cfg, RunConfig):
+            cfg = RunConfig.from_dict(cfg)  # validates
+        _check_status(status)
+        group = group or cfg.group
+        name = name or cfg.name or default_name(cfg)
+        config = cfg.to_dict()
+        config["group"], config["name"] = group, name
+        now = time.time()
+        pid, host, start = self._owner()
+        for _ in range(20):
+            run_id = new_run_id()
+            try:
+                with self._write("add a run to") as con:
+                    pos = con.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
+                    con.execute(
+                        "INSERT INTO runs (id, name, status, config_json, created, started, device, group_name, "
+                        "seed, position, owner_pid, owner_host, owner_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, name, status, json.dumps(config), now, now if status == "running" else None,
+                         device, group, cfg.seed, pos, pid, host, start))
+                return run_id
+            except StoreError as e:
+                if "UNIQUE" not in str(e):
+                    raise
+        raise StoreError(f"could not find a free run id in {self.path} after 20 tries")
+
+    def set_status(self, run_id: str, status: str, *, error: str | None = None, traceback: str | None = None,
+                   checkpoint_dir: str | Path | None = None) -> None:
+        """Change a run's status. "running" sets ``started`` (first time only) and makes this process the
+        owner; "queued" moves it to the back of the queue; a final status sets ``ended``."""
+        _check_status(status)
+        now = time.time()
+        sets, params = ["status = ?"], [status]
+        if status == "running":
+            sets += ["started = COALESCE(started, ?)", "ended = NULL", "error = NULL", "traceback = NULL"]
+            params.append(now)
+        elif status == "queued":
+            sets += ["ended = NULL", "error = NULL", "traceback = NULL",
+                     "position = (SELECT COALESCE(MAX(position), 0) + 1 FROM runs)"]
+        else:
+            sets += ["ended = ?", "error = ?", "traceback = ?"]
+            params += [now, error, traceback]
+        if status in ("running", "queued"):
+            sets += ["owner_pid = ?", "owner_host = ?", "owner_start = ?"]
+            params += list(self._owner())
+        if checkpoint_dir is not None:
+            sets.append("checkpoint_dir = ?")
+            params.append(str(checkpoint_dir))
+        with self._write("update a run in") as con:
+            cur = con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*params, run_id))
+            if cur.rowcount == 0:
+                raise self._unknown(run_id)
+
+    def set_positions(self, run_ids: list[str]) -> None:
+        """Queue order: give these runs increasing positions in the order given."""
+        with self._write("reorder runs in") as con:
+            base = con.execute("SELECT COALESCE(MIN(position), 0) FROM runs WHERE id IN (%s)"
+                               % ",".join("?" * len(run_ids)), run_ids).fetchone()[0] if run_ids else 0
+            for i, run_id in enumerate(run_ids):
+                con.execute("UPDATE runs SET position = ? WHERE id = ?", (base + i, run_id))
+
+    _RUN_COLUMNS = ("id, name, status, config_json, created, started, ended, device, error, traceback, "
+                    "checkpoint_dir, group_name, seed, position, owner_pid, owner_host")
+
+    def _record(self, row: tuple) -> RunRecord:
+        (run_id, name, status, config_json, created, started, ended, device, error, tb, ckpt, group, seed, pos,
+         pid, host) = row
+        if not ckpt:  # runs started outside the manager (CLI, DDP) still show their checkpoint
+            guess = self.run_dir(run_id) / "checkpoint"
+            ckpt = str(guess) if guess.is_dir() else None
+        return RunRecord(run_id, name, status, json.loads(config_json), created, started, ended, device, error, tb,
+                         ckpt, group, seed, pos, pid, host)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        rows = self._query(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise self._unknown(run_id)
+        return self._record(rows[0])
+
+    def list_runs(self, *, status: str | list[str] | None = None, group: str | None = None,
+                  limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first; optionally only some statuses and/or one group."""
+        where, params = [], []
+        if status:
+            statuses = [status] if isinstance(status, str) else list(status)
+            for s in statuses:
+                _check_status(s)
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += statuses
+        if group is not None:
+            where.append("group_name = ?")
+            params.append(group)
+        sql = f"SELECT {self._RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created DESC, rowid DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._record(r) for r in self._query(sql, params)]
+
+    def groups(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT DISTINCT group_name FROM runs WHERE group_name != '' "
+                                          "ORDER BY group_name")]
+
+    def run_dir(self, run_id: str) -> Path:
+        """The run's folder (not created here): checkpoint/, run_config.yaml."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", run_id or ""):
+            raise StoreError(f"{run_id!r} is not a run id (ids look like 'r-3f9a2c')")
+        return self.home / "runs" / run_id
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove the run's rows and its folder (checkpoints). A run still training must be stopped first."""
+        rec = self.get_run(run_id)
+        if rec.status == "running" and self._owner_alive(rec.pid, rec.host, None):
+            raise StoreError(f"run {run_id} is still running (pid {rec.pid}); stop it first, then delete it")
+        with self._block:
+            self._metric_rows = [r for r in self._metric_rows if r[0] != run_id]
+            self._event_rows = [r for r in self._event_rows if r[0] != run_id]
+        with self._write("delete a run from") as con:
+            for table, key in (("metrics", "run_id"), ("events", "run_id"), ("runs", "id")):
+                con.execute(f"DELETE FROM {table} WHERE {key} = ?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    # ---- owners and interrupted runs ---------------------------------------------------
+    def _owner(self) -> tuple[int, str, str | None]:
+        pid = os.getpid()
+        return pid, self._host, _process_start(pid)
+
+    def _owner_alive(self, pid: int | None, host: str | None, start: str | None) -> bool:
+        if pid is None:
+            return False
+        if host and host != self._host:
+            return True  # another machine's process: we cannot tell, so leave it alone
+        return _pid_alive(pid, start)
+
+    def mark_interrupted(self) -> list[str]:
+        """Runs left "running" or "queued" by a process that is gone -> "interrupted". Returns their ids.
+
+        Call at start-up (the RunManager does). A run owned by a live process (a CLI run in
+        another terminal, another app) is left as it is.
+        """
+        rows = self._query("SELECT id, owner_pid, owner_host, owner_start FROM runs "
+                           "WHERE status IN ('running', 'queued')")
+        dead = [(r[0], r[1]) for r in rows if not self._owner_alive(r[1], r[2], r[3])]
+        if not dead:
+            return []
+        now = time.time()
+        with self._write("update runs in") as con:
+            for run_id, pid in dead:
+                con.execute(
+                    "UPDATE runs SET status = 'interrupted', ended = ?, error = ? "
+                    "WHERE id = ? AND status IN ('running', 'queued')",
+                    (now, f"the process that owned it (pid {pid}) ended before the run finished (killed, "
+                          f"crashed or the app restarted); resume it to continue from its last checkpoint",
+                     run_id))
+        return [run_id for run_id, _ in dead]
+
+    # ---- metrics and events: buffered writes -----------------------------------------------
+    def log_metrics(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
+        """Buffer one step's metrics; the flusher writes them within ``flush_interval``. Never blocks on disk."""
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed; cannot log metrics of run {run_id}")
+        now, step = time.time(), int(step)
+        rows = []
+        for name, value in values.items():
+            try:
+                rows.append((run_id, step, str(name), float(value), now))
+            except (TypeError, ValueError):
+                raise TypeError(f"metric {name!r} at step {step} is {value!r}; metrics must be numbers") from None
+        with self._block:
+            self._metric_rows.extend(rows)
+
+    def log_event(self, run_id: str, message: str, level: str = "info") -> None:
+        """Buffer one log line of the run (written with the next flush)."""
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed; cannot log to run {run_id}")
+        with self._block:
+            self._event_rows.append((run_id, time.time(), str(level), str(message)))
+
+    def flush(self) -> None:
+        """Write everything buffered now (the flusher does this by itself every ``flush_interval``)."""
+        with self._wlock:  # one flush at a time, so batches reach the disk in the order they were logged
+            with self._block:
+                metric_rows, self._metric_rows = self._metric_rows, []
+                event_rows, self._event_rows = self._event_rows, []
+            if not metric_rows and not event_rows:
+                return
+            try:
+                with self._write("write metrics to") as con:
+                    con.executemany("INSERT OR REPLACE INTO metrics (run_id, step, name, value, wall_time) "
+                                    "VALUES (?,?,?,?,?)", metric_rows)
+                    con.executemany("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
+                                    event_rows)
+            except StoreError:
+                with self._block:  # keep them for the next try, oldest first, within a cap
+                    self._metric_rows = (metric_rows + self._metric_rows)[-MAX_BUFFERED_ROWS:]
+                    self._event_rows = (event_rows + self._event_rows)[-MAX_BUFFERED_ROWS:]
+                raise
+        self.last_write_error = None
+
+    def _flush_loop(self) -> None:
+        while not self._closing.wait(self.flush_interval):
+            try:
+                self.flush()
+            except StoreError as e:
+                self.last_write_error = str(e)
+                if time.time() - self._warned_at > 60:  # say it, but not 2x a second
+                    self._warned_at = time.time()
+                    log.warning("metrics are kept in memory and retried: %s", e)
+            except Exception as e:  # never let the flusher die silently
+                self.last_write_error = f"{type(e).__name__}: {e}"
+                log.exception("store flusher")
+
+    def truncate_metrics(self, run_id: str, after_step: int | None = None) -> None:
+        """Delete a run's metrics after ``after_step`` (all of them when None). Used before resuming
+        from a checkpoint, so the steps the killed attempt logged past it are not left behind."""
+        cut = -1 if after_step is None else int(after_step)
+        with self._block:
+            self._metric_rows = [r for r in self._metric_rows if not (r[0] == run_id and r[1] > cut)]
+        with self._write("delete metrics from") as con:
+            con.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, cut))
+
+    # ---- metrics and events: reads ------------------------------------------------------------
+    def metrics(self, run_ids: str | list[str], names: list[str] | None = None,
+                since_step: int | None = None):
+        """Long table of metrics: columns run_id, step, name, value, wall_time, ordered by run, step, name.
+
+        ``since_step`` keeps rows with ``step >= since_step`` (inclusive: an eval at the last
+        step you have may arrive in a later flush than that step's training metrics).
+        Only flushed rows are seen (at most ``flush_interval`` behind).
+        """
+        import pandas as pd
+
+        ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        cols = ["run_id", "step", "name", "value", "wall_time"]
+        if not ids:
+            return pd.DataFrame(columns=cols)
+        sql = f"SELECT {', '.join(cols)} FROM metrics WHERE run_id IN ({','.join('?' * len(ids))})"
+        params: list[Any] = list(ids)
+        if names is not None:
+            if not names:
+                return pd.DataFrame(columns=cols)
+            sql += f" AND name IN ({','.join('?' * len(names))})"
+            params += list(names)
+        if since_step is not None:
+            sql += " AND step >= ?"
+            params.append(int(since_step))
+        sql += " ORDER BY run_id, step, name"
+        df = pd.DataFrame(self._query(sql, params), columns=cols)
+        df["step"] = df["step"].astype("int64")
+        df["value"] = df["value"].astype("float64")  # NULL (a NaN that was logged) -> NaN
+        df["wall_time"] = df["wall_time"].astype("float64")
+        return df
+
+    def metric_names(self, run_id: str) -> list[str]:
+        return [r[0] for r in self._query("SELECT DISTINCT name FROM metrics WHERE run_id = ? ORDER BY name",
+                                          (run_id,))]
+
+    def last_metrics(self, run_id: str) -> dict[str, float]:
+        """The latest value of each metric, plus "step": the last step with any metric ({} if none)."""
+        # SQLite: with MAX() the bare column `value` comes from the row holding the max
+        rows = self._query("SELECT name, value, MAX(step) FROM metrics WHERE run_id = ? GROUP BY name", (run_id,))
+        if not rows:
+            return {}
+        out = {name: float("nan") if value is None else float(value) for name, value, _ in rows}
+        out["step"] = max(r[2] for r in rows)
+        return out
+
+    def events(self, run_id: str, limit: int = 200) -> list[tuple[float, str, str]]:
+        """The run's last ``limit`` log lines as (time, level, message), oldest first."""
+        rows = self._query("SELECT time, level, message FROM events WHERE run_id = ? ORDER BY time DESC, rowid DESC "
+                           "LIMIT ?", (run_id, int(limit)))
+        return [tuple(r) for r in reversed(rows)]
+
+    def sink(self, run_id: str) -> StoreSink:
+        return StoreSink(self, run_id)
+
+    # ---- closing ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Flush, stop the flusher, close connections. Safe to call twice."""
+        if self._closed:
+            return
+        self._closing.set()
+        if self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=10)
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            _OPEN_STORES.discard(self)
+            with self._wlock:
+                self._wcon.close()
+            for reader in list(self._readers):
+                try:
+                    reader.con.close()
+                except Exception:
+                    pass
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _unknown(self, run_id: str) -> UnknownRun:
+        return UnknownRun(f"no run {run_id!r} in {self.path}; `python -m hft_core list` shows the runs there")
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+def new_run_id() -> str:
+    return "r-" + uuid.uuid4().hex[:6]
+
+
+def default_name(cfg: RunConfig) -> str:
+    """E.g. "minilm-l6 blend+kd" or "bert baseline"."""
+    model = cfg.model.rstrip("/").split(":")[-1].split("/")[-1] or cfg.model
+    return f"{model} {'+'.join(cfg.mix) if len(cfg.mix) else 'baseline'}"
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"status={status!r} is not valid: use one of {list(STATUSES)}")
+
+
+def _process_start(pid: int) -> str | None:
+    """The pid's start time in clock ticks since boot (Linux /proc), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields_ = fh.read().rsplit(b")", 1)[1].split()
+        return fields_[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, start: str | None) -> bool:
+    """Is this process still there, and the same one (not a zombie, not a reused pid)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields_ = fh.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return True  # no /proc (macOS): os.kill said it exists
+    if fields_[0] in (b"Z", b"X"):  # killed but not yet reaped by its parent
+        return False
+    return start is None or fields_[19].decode() == start
+
+
+# ---- export --------------------------------------------------------------------------------------
+
+def export_run(store: RunStore, run_id: str, out_dir: str | Path, fmt: str = "csv", *,
+               layout: str = "wide") -> list[Path]:
+    """Write a run's metrics, log lines and config to ``out_dir``; returns the files written.
+
+    layout="wide": one row per step, one column per metric (plus wall_time, the latest
+    write time of that step); layout="long": the store's rows (run_id, step, name, value,
+    wall_time). ``config.yaml`` loads back with ``RunConfig.load``.
+    """
+    import pandas as pd
+    import yaml
+
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt={fmt!r}: use 'csv' or 'parquet'")
+    if layout not in ("wide", "long"):
+        raise ValueError(f"layout={layout!r}: use 'wide' or 'long'")
+    rec = store.get_run(run_id)
+    store.flush()
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create the export folder {out}: {e.strerror or e}; choose another --out") from None
+    df = store.metrics(run_id)
+    if layout == "wide":
+        table = df.pivot(index="step", columns="name", values="value")
+        table = table.reindex(columns=sorted(table.columns))
+        table.insert(0, "wall_time", df.groupby("step")["wall_time"].max())
+        table = table.reset_index()
+        table.columns.name = None
+    else:
+        table = df
+    files = []
+    metrics_path = out / f"metrics.{fmt}"
+    if fmt == "csv":
+        table.to_csv(metrics_path, index=False)
+    else:
+        try:
+            table.to_parquet(metrics_path, index=False)
+        except ImportError as e:
+            raise StoreError(f"writing parquet needs pyarrow ({e}); `pip install pyarrow` or use --format csv") \
+                from None
+    files.append(metrics_path)
+    config_path = out / "config.yaml"
+    config_path.write_text(yaml.safe_dump(rec.config, sort_keys=False))
+    files.append(config_path)
+    events_path = out / "events.csv"
+    pd.DataFrame(store.events(run_id, limit=1_000_000), columns=["time", "level", "message"]) \
+        .to_csv(events_path, index=False)
+    files.append(events_path)
+    return files
