@@ -231,46 +231,18 @@ def l2sp_curve(beta: float, max_distance: float = 10.0, points: int = 101) -> tu
 
 # ---- EDA -------------------------------------------------------------------------------
 
-EDA_OPS = ("insert", "swap", "delete")
-
-
 def eda_examples(sentence: str, rate: float, copies: int = 4, seed: int = 0) -> list[tuple[str, str]]:
     """``copies`` augmented versions of ``sentence`` as (operation, text), seeded.
 
-    Uses the EDA strategy's own augmentation when it is installed, so the page shows
-    exactly what training sees; the operations are EDA's that need no WordNet
-    (random insertion, swap and deletion of the sentence's own words), each changing
+    Calls the EDA strategy's own ``augment_text``, so the page shows exactly what
+    training sees: random insertion, swap and deletion of the sentence's own words
+    (EDA's synonym replacement needs WordNet, which is not bundled), each changing
     n = max(1, int(rate * words)) words. rate = 0 returns the sentence unchanged.
     """
-    out = []
-    for i in range(copies):
-        op = EDA_OPS[i % len(EDA_OPS)]
-        out.append((op, eda_once(sentence, rate, op, random.Random(seed * 1_000 + i))))
-    return out
+    from hft_core.strategies.eda import OPS, augment_text
 
-
-def eda_once(sentence: str, rate: float, op: str, rng: random.Random) -> str:
-    """One EDA operation on a sentence (see eda_examples)."""
-    words = sentence.split()
-    if rate <= 0 or not words:
-        return sentence
-    n = max(1, int(rate * len(words)))
-    if op == "insert":
-        for _ in range(n):
-            words.insert(rng.randrange(len(words) + 1), rng.choice(words))
-    elif op == "swap":
-        for _ in range(n):
-            if len(words) < 2:
-                break
-            i, j = rng.sample(range(len(words)), 2)
-            words[i], words[j] = words[j], words[i]
-    elif op == "delete":
-        if len(words) > 1:
-            drop = set(rng.sample(range(len(words)), min(n, len(words) - 1)))
-            words = [w for k, w in enumerate(words) if k not in drop]
-    else:
-        raise ValueError(f"op={op!r}: EDA here does {list(EDA_OPS)}")
-    return " ".join(words)
+    return [(OPS[i % len(OPS)], augment_text(sentence, OPS[i % len(OPS)], rate, random.Random(f"learn-{seed}-{i}")))
+            for i in range(copies)]
 
 
 # ---- NEFTune ---------------------------------------------------------------------------

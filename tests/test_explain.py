@@ -1,6 +1,5 @@
 """The Learn page's numbers: known answers and properties, no training."""
 import math
-import random
 
 import pytest
 import torch
@@ -122,8 +121,8 @@ def test_eda_rate_zero_is_identity_and_seeded():
 
 def test_eda_changes_n_words():
     s = " ".join(f"w{i}" for i in range(20))
-    out = explain.eda_once(s, 0.1, "delete", random.Random(0))
-    assert len(out.split()) == 18  # n = max(1, int(0.1 * 20)) = 2
+    ops = dict(explain.eda_examples(s, 0.1, copies=3))
+    assert len(ops["delete"].split()) == 18 and len(ops["insert"].split()) == 22  # n = max(1, int(0.1 * 20)) = 2
 
 
 def test_neftune_bound_and_norm():
