@@ -7,7 +7,8 @@ then add its module name below and a row to tests/test_strategy_matrix.py.
 import importlib
 
 _MODULES = [
-    # filled in as strategies land; each registers itself on import
+    # each registers itself on import; setup order is each spec's `order`, not this list
+    "blend", "reinit", "l2sp", "kd", "mutual", "aux", "eda", "neftune", "lora", "freeze", "half_ft", "lpft", "mixout",
 ]
 
 for _m in _MODULES:
