@@ -378,6 +378,13 @@ LESSONS: list[Lesson] = [
            "no longer sends large, random gradients into the pretrained body at the start.",
            r"\text{steps } 1..h:\ \nabla_{body}=0;\quad \text{steps } > h:\ \text{all}",
            "Kumar et al. 2022", "A visible bend in the loss curve at the switch step.", "none"),
+    Lesson("instruct", "Instruction tuning a chat model",
+           "Train a causal language model on prompt/answer pairs formatted with its chat template. Only the answer "
+           "tokens are in the loss, so the model learns how to answer, not how to ask.",
+           r"\mathcal{L} = -\sum_{t \in \text{answer}} \log p_\theta(x_t \mid x_{<t})",
+           "Wei et al. 2022 (FLAN); Ouyang et al. 2022 (InstructGPT)",
+           "eval/loss and perplexity on held-out answers, and the sample generations logged at the end of each run.",
+           "none"),
     Lesson("precision", "Precision: fp32, bf16, fp16",
            "Numbers are stored with a sign, an exponent (range) and a mantissa (precision). bf16 keeps fp32's range "
            "with 8 bits of precision; fp16 has more precision but overflows past 65504 and needs loss scaling.",

@@ -1,0 +1,106 @@
+"""Run the teaching presets over several seeds and check their expected directions.
+
+    python bench/presets.py                        # every preset, 3 seeds each
+    python bench/presets.py --only finetune_vs_scratch --seeds 5
+    python bench/presets.py --quick                # tiny models, a few steps: checks the plumbing only
+
+For each preset: the key metric per variant as mean ± sd over the seeds, the wall time
+of one comparison (all variants, one seed), and whether each expected direction held.
+The last line is a summary. Runs go to a store in $HFT_HOME (or --home), one group per
+preset, so they can be opened on the Compare page afterwards.
+
+A preset whose expected outcome does not hold is reported as such: its YAML text must
+then say so honestly (field ``result``), not be tuned until it does.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hft_core import presets as P  # noqa: E402
+
+
+def fmt(mean: float, sd: float, metric: str) -> str:
+    if metric.startswith("eval/accuracy") or metric.startswith("eval/f1"):
+        return f"{100 * mean:5.1f} ± {100 * sd:4.1f} %"
+    if metric.startswith("params"):
+        return f"{mean:,.0f}"
+    return f"{mean:.4g} ± {sd:.2g}"
+
+
+def report(outcome: P.Outcome, out=sys.stdout) -> None:
+    p = outcome.preset
+    n = max((len(v) for v in outcome.values.values()), default=0)
+    print(f"\n== {p.name}: {p.title}  ({n} seed(s))", file=out)
+    print(f"   {p.question}", file=out)
+    width = max(len(label) for label in outcome.values) if outcome.values else 10
+    for label, values in outcome.values.items():
+        mean, sd = outcome.mean_sd(label)
+        secs = outcome.seconds.get(label, [])
+        took = f"{statistics.fmean(secs):5.0f} s/run" if secs else ""
+        print(f"   {label:{width}}  {p.metric} = {fmt(mean, sd, p.metric)}   {took}", file=out)
+    per_seed = sum(statistics.fmean(s) for s in outcome.seconds.values() if s)
+    print(f"   one comparison (all variants, one seed): {per_seed:.0f} s (preset states {p.minutes:g} min)", file=out)
+    for check, held in outcome.check_results:
+        mark = {True: "held", False: "DID NOT HOLD", None: "not measured"}[held]
+        extra = ""
+        if check.metric != p.metric:
+            per_label = outcome.extra.get("per_label", {})
+            shown = []
+            for label in (check.near or (check.higher, check.lower)):
+                vals = per_label.get(label, {}).get(check.metric, [])
+                if vals:
+                    shown.append(f"{label}: {fmt(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0, check.metric)}")
+            extra = f"  [{'; '.join(shown)}]"
+        print(f"   expected {check.describe()}: {mark}{extra}", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per preset (default 3)")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this preset (repeatable)")
+    ap.add_argument("--skip", action="append", default=[], metavar="NAME", help="skip this preset (repeatable)")
+    ap.add_argument("--quick", action="store_true", help="tiny models, a few steps (plumbing check, numbers meaningless)")
+    ap.add_argument("--home", default="", help="store folder (default $HFT_HOME)")
+    args = ap.parse_args(argv)
+    if args.home:
+        os.environ["HFT_HOME"] = args.home
+    from hft_core.store import RunStore
+
+    chosen = [p for p in P.list_presets() if (not args.only or p.name in args.only) and p.name not in args.skip]
+    unknown = set(args.only) - {p.name for p in chosen}
+    if unknown:
+        print(f"unknown preset(s) {sorted(unknown)}; have {[p.name for p in P.list_presets()]}", file=sys.stderr)
+        return 2
+    store = RunStore()
+    held = failed = unmeasured = 0
+    t0 = time.time()
+    for p in chosen:
+        seeds = list(p.seeds[:args.seeds]) + list(range(max(p.seeds) + 1, max(p.seeds) + 1 + args.seeds - len(p.seeds)))
+        try:
+            outcome = P.run_preset_here(p, seeds, quick=args.quick, store=store,
+                                        log=lambda m: print(f"   . {m}", flush=True))
+        except Exception as e:  # report and go on with the next preset
+            print(f"\n== {p.name}: FAILED: {type(e).__name__}: {e}", flush=True)
+            unmeasured += len(p.checks)
+            continue
+        report(outcome)
+        sys.stdout.flush()
+        for _, h in outcome.check_results:
+            held += h is True
+            failed += h is False
+            unmeasured += h is None
+    store.close()
+    print(f"\nsummary: {len(chosen)} preset(s), {held} expected direction(s) held, {failed} did not, "
+          f"{unmeasured} not measured; {time.time() - t0:.0f} s{' (quick mode: numbers meaningless)' if args.quick else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""Presets: small teaching experiments, each a stated question with an expected outcome.
+
+A preset is one YAML file in ``presets/``::
+
+    title: Fine-tune vs train from scratch
+    lesson: blend                  # the Learn page lesson it belongs to
+    question: Does starting from pretrained weights matter with 200 examples?
+    expected: alpha 1 > alpha 0.5 > alpha 0 in eval accuracy ...
+    look_for: what to watch in the curves
+    metric: eval/accuracy          # the key metric: the bench's table and the checks use it
+    minutes: 3                     # measured wall time of all variants, one seed, 2 CPU cores
+    base: {model: bundled:minilm-l6, max_steps: 40, ...}      # RunConfig fields
+    variants:
+      - {label: "alpha 1 (fine-tune)", set: {mix.blend.alpha: 1.0}}   # dotted overrides on base
+      - {label: "teacher", id: teacher, set: {...}}                     # `id`: others may refer to it
+      - {label: "student + KD", set: {mix.kd.teacher: "run:{teacher}"}}  # ... as {teacher}: its run id
+    seeds: [0, 1, 2]
+    checks:                        # the expected direction, checked by bench/presets.py
+      - {higher: "alpha 1 (fine-tune)", lower: "alpha 0 (scratch)"}       # on `metric` unless given
+      - {near: ["LoRA", "full"], tol: 0.05, metric: eval/accuracy}
+    after: {wise_ft: {of: finetune, points: 11}}   # optional post-training step (WiSE-FT sweep)
+    quick: {model: tiny:bert, max_steps: 4}        # overrides for tests and HFT_NOTEBOOK_QUICK runs
+    result: what bench/presets.py measured, written honestly (shown on the page)
+
+A variant whose values mention ``{some_id}`` runs after the variant with that id
+(same seed) and gets its run id substituted, so distillation can name a teacher
+trained moments earlier. ``write_plain_configs`` writes each variant as a plain
+RunConfig YAML that ``python -m hft_core train --config`` takes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import yaml
+
+from hft_core.config import ConfigError, RunConfig
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
+KEYS = {"title", "lesson", "question", "expected", "look_for", "metric", "minutes", "base", "variants", "seeds",
+        "checks", "after", "quick", "result"}
+REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str                           # shown in charts and tables; also the run's name
+    set: dict[str, Any] = field(default_factory=dict)   # dotted overrides on the preset's base
+    id: str = ""                         # a name other variants use as "{id}" for this run's id
+
+    @property
+    def needs(self) -> set[str]:
+        """Ids of the variants this one refers to (must run first)."""
+        return {m for v in self.set.values() if isinstance(v, str) for m in REF.findall(v)}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expected direction: ``higher``'s mean of ``metric`` above ``lower``'s, or the ``near`` labels'
+    means within ``tol`` of each other. (For a loss, where lower is better, name the worse run ``higher``.)"""
+
+    metric: str
+    higher: str = ""
+    lower: str = ""
+    near: tuple[str, ...] = ()
+    tol: float = 0.0
+
+    def describe(self) -> str:
+        if self.near:
+            return f"{' ~ '.join(self.near)} on {self.metric} (within {self.tol:g})"
+        return f"{self.higher} > {self.lower} on {self.metric}"
+
+    def holds(self, means: Mapping[str, float]) -> bool:
+        """Does the check hold for these per-label means of ``metric``?"""
+        if self.near:
+            vals = [means[label] for label in self.near]
+            return max(vals) - min(vals) <= self.tol
+        return means[self.higher] > means[self.lower]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str                            # file stem, e.g. "finetune_vs_scratch"
+    title: str
+    question: str
+    expected: str
+    look_for: str
+    base: dict[str, Any]
+    variants: tuple[Variant, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    metric: str = "eval/accuracy"
+    lesson: str = ""
+    minutes: float = 0.0
+    checks: tuple[Check, ...] = ()
+    after: dict[str, Any] = field(default_factory=dict)
+    quick: dict[str, Any] = field(default_factory=dict)
+    result: str = ""
+    path: str = ""
+
+    @property
+    def labels(self) -> list[str]:
+        return [v.label for v in self.variants]
+
+
+# ---- loading ---------------------------------------------------------------------------
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """A preset by name ("finetune_vs_scratch") or path; every variant is validated as a RunConfig."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = PRESET_DIR / f"{p}.yaml"
+    if not p.exists():
+        raise ConfigError(f"preset {str(name_or_path)!r} not found (looked for {p}); available: "
+                          f"{[q.stem for q in sorted(PRESET_DIR.glob('*.yaml'))]}")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"preset {p.name} is not valid YAML: {e}") from None
+    return parse_preset(d, name=p.stem, path=str(p))
+
+
+def parse_preset(d: Any, name: str, path: str = "") -> Preset:
+    where = f"preset {name}"
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with keys {sorted(KEYS)}, got {type(d).__name__}")
+    unknown = set(d) - KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; a preset has {sorted(KEYS)}")
+    for key in ("title", "question", "expected", "look_for", "base", "variants"):
+        if not d.get(key):
+            raise ConfigError(f"{where}: '{key}' is missing or empty")
+    variants = []
+    for i, v in enumerate(d["variants"]):
+        if not isinstance(v, Mapping) or not v.get("label"):
+            raise ConfigError(f"{where}: variant {i + 1} needs a 'label' (and 'set': overrides), got {v!r}")
+        extra = set(v) - {"label", "set", "id"}
+        if extra:
+            raise ConfigError(f"{where}: variant {v['label']!r} has unknown key(s) {sorted(extra)}; use label, set, id")
+        variants.append(Variant(str(v["label"]), dict(v.get("set") or {}), str(v.get("id", ""))))
+    labels = [v.label for v in variants]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{where}: variant labels must differ, got {labels}")
+    ids = {v.id for v in variants if v.id}
+    for v in variants:
+        missing = v.needs - ids
+        if missing:
+            raise ConfigError(f"{where}: variant {v.label!r} refers to {sorted(missing)} but no variant has that id; "
+                              f"ids: {sorted(ids)}")
+    metric = str(d.get("metric", "eval/accuracy"))
+    checks = []
+    for c in d.get("checks") or []:
+        c = dict(c)
+        c.setdefault("metric", metric)
+        if "near" in c:
+            c["near"] = tuple(c["near"])
+        try:
+            chk = Check(**c)
+        except TypeError as e:
+            raise ConfigError(f"{where}: bad check {c!r} ({e}); use higher/lower or near/tol, and metric") from None
+        for label in (*chk.near, *(x for x in (chk.higher, chk.lower) if x)):
+            if label not in labels:
+                raise ConfigError(f"{where}: check {c!r} names {label!r}, which is not a variant label; labels: {labels}")
+        checks.append(chk)
+    seeds = tuple(int(s) for s in d.get("seeds") or (0,))
+    preset = Preset(name=name, title=str(d["title"]), question=str(d["question"]).strip(),
+                    expected=str(d["expected"]).strip(), look_for=str(d["look_for"]).strip(), base=dict(d["base"]),
+                    variants=tuple(variants), seeds=seeds, metric=metric, lesson=str(d.get("lesson", "")),
+                    minutes=float(d.get("minutes") or 0), checks=tuple(checks), after=dict(d.get("after") or {}),
+                    quick=dict(d.get("quick") or {}), result=str(d.get("result") or "").strip(), path=path)
+    preset_runs(preset)             # validates every variant now, with the preset's name in the message
+    preset_runs(preset, quick=True)
+    return preset
+
+
+def list_presets(folder: str | Path | None = None) -> list[Preset]:
+    """Every preset in ``presets/``, sorted by file name."""
+    return [load_preset(p) for p in sorted(Path(folder or PRESET_DIR).glob("*.yaml"))]
+
+
+def presets_for(lesson: str) -> list[Preset]:
+    """The presets that demonstrate one Learn-page lesson (its strategy name)."""
+    return [p for p in list_presets() if p.lesson == lesson]
+
+
+# ---- configs ---------------------------------------------------------------------------
+
+def ordered(preset: Preset) -> list[Variant]:
+    """Variants in an order where every referenced variant comes before the ones that refer to it."""
+    done: list[Variant] = []
+    pending = list(preset.variants)
+    while pending:
+        ready = [v for v in pending if v.needs <= {d.id for d in done if d.id}]
+        if not ready:
+            raise ConfigError(f"preset {preset.name}: variants refer to each other in a circle: "
+                              f"{[v.label for v in pending]}")
+        done += ready
+        pending = [v for v in pending if v not in ready]
+    return done
+
+
+def variant_config(preset: Preset, variant: Variant, seed: int | None = None, *, quick: bool = False,
+                   resolve: Mapping[str, str] | None = None, group: str = "") -> RunConfig:
+    """The RunConfig of one variant: base, then the variant's overrides, then (quick) the preset's quick ones.
+
+    ``resolve`` maps variant ids to run ids for the ``{id}`` placeholders; without it the
+    placeholders stay in the config (it is still valid, but cannot train until resolved).
+    """
+    overrides = {k: _substitute(v, resolve) for k, v in variant.set.items()}
+    try:
+        cfg = RunConfig.from_dict(preset.base).with_overrides(overrides)
+        if quick and preset.quick:
+            cfg = cfg.with_overrides(preset.quick)
+        extra = {"name": variant.label, "group": group or cfg.group}
+        if seed is not None:
+            extra["seed"] = seed
+        return cfg.with_overrides(extra)
+    except ConfigError as e:
+        raise ConfigError(f"preset {preset.name}, variant {variant.label!r}: {e}") from None
+
+
+def preset_runs(preset: Preset, seeds: Iterable[int] | None = None, *, quick: bool = False,
+                resolve: Mapping[str, str] | None = None, group: str = "") -> list[tuple[str, RunConfig]]:
+    """[(label, RunConfig)] for every variant (dependency order) and seed.
+
+    ``seeds`` None: the preset's first seed only (one comparison, the preset's stated
+    ``minutes``). The run name is the label, the same across seeds, so the dashboard
+    groups a label's seeds into one band.
+    """
+    seeds = list(seeds) if seeds is not None else list(preset.seeds[:1])
+    return [(v.label, variant_config(preset, v, s, quick=quick, resolve=resolve, group=group))
+            for s in seeds for v in ordered(preset)]
+
+
+def write_plain_configs(preset: Preset, out_dir: str | Path, *, quick: bool = False) -> list[Path]:
+    """Write each variant (first seed) as a plain RunConfig YAML for ``python -m hft_core train --config``.
+
+    A variant that refers to another run keeps its ``run:{id}`` placeholder and says in
+    a comment which run to train first and what to put there.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for v in ordered(preset):
+        cfg = variant_config(preset, v, preset.seeds[0], quick=quick)
+        head = f"# preset {preset.name}: {v.label}\n# {preset.question}\n"
+        for dep in sorted(v.needs):
+            src = next(x for x in preset.variants if x.id == dep)
+            head += f"# first train variant {src.label!r}, then replace {{{dep}}} below with its run id\n"
+        p = out / f"{preset.name}--{_slug(v.label)}.yaml"
+        p.write_text(head + cfg.to_yaml(), encoding="utf-8")
+        paths.append(p)
+    return paths
+
+
+# ---- running ---------------------------------------------------------------------------
+
+def group_name(preset: Preset, when: float | None = None) -> str:
+    return f"{preset.name}-{time.strftime('%m%d-%H%M%S', time.localtime(when or time.time()))}"
+
+
+def submit_preset(manager: Any, preset: Preset, seeds: Iterable[int] | None = None, *, quick: bool = False,
+                  group: str = "") -> tuple[str, list[str]]:
+    """Queue every run of ``preset`` on a RunManager as one group; returns (group, run ids in queue order).
+
+    ``seeds`` None: the preset's first seed (one comparison). A variant that refers to
+    another (``run:{teacher}``) is queued right after it with its run id filled in. With
+    one run at a time per device (the manager's default) the queue's order makes it start
+    once the teacher has finished, so this returns at once; if the teacher fails, the
+    student fails too, saying it could not load ``run:<id>``. A manager that runs several
+    at a time on a device would start them together, so there this waits for the teacher.
+    """
+    group = group or group_name(preset)
+    seeds = list(seeds) if seeds is not None else list(preset.seeds[:1])
+    ids: list[str] = []
+    for seed in seeds:
+        run_of: dict[str, str] = {}
+        for v in ordered(preset):
+            cfg = variant_config(preset, v, seed, quick=quick, resolve=run_of, group=group)
+            needs = [run_of[d] for d in sorted(v.needs)]
+            if needs and getattr(manager, "max_per_device", 1) != 1:
+                manager.wait(needs)
+            run_id = manager.submit(cfg, group=group, name=v.label)
+            ids.append(run_id)
+            if v.id:
+                run_of[v.id] = run_id
+    return group, ids
+
+
+def run_preset_here(preset: Preset, seeds: Iterable[int] | None = None, *, quick: bool = False, store: Any = None,
+                    group: str = "", log: Callable[[str], None] | None = None) -> "Outcome":
+    """Train every run of ``preset`` one after another in this process; returns the Outcome.
+
+    Each run is recorded in ``store`` (a RunStore; default the one in $HFT_HOME) under one
+    group, so the dashboard shows it and ``run:{teacher}`` references resolve. For the
+    bench, the CLI and notebooks; the app uses ``submit_preset`` instead.
+    """
+    import threading
+
+    from hft_core.store import RunStore
+    from hft_core.trainer import train
+
+    store = store if store is not None else RunStore()
+    group = group or group_name(preset)
+    seeds = list(seeds) if seeds is not None else list(preset.seeds[:1])
+    log = log or (lambda msg: None)
+    per_label: dict[str, dict[str, list[float]]] = {}
+    seconds: dict[str, list[float]] = {}
+    run_ids: dict[str, list[str]] = {}
+    for seed in seeds:
+        run_of: dict[str, str] = {}
+        for v in ordered(preset):
+            cfg = variant_config(preset, v, seed, quick=quick, resolve=run_of, group=group)
+            run_id = store.create_run(cfg, status="running", device=cfg.device, group=group, name=v.label)
+            t0 = time.perf_counter()
+            try:
+                result = train(cfg, store.sink(run_id), threading.Event(), out_dir=store.run_dir(run_id))
+            except BaseException as e:
+                store.set_status(run_id, "failed", error=f"{type(e).__name__}: {e}")
+                raise
+            store.set_status(run_id, result.status, checkpoint_dir=result.checkpoint)
+            store.flush()
+            took = time.perf_counter() - t0
+            seconds.setdefault(v.label, []).append(took)
+            run_ids.setdefault(v.label, []).append(run_id)
+            if v.id:
+                run_of[v.id] = run_id
+            summary = summarise_run(store, run_id)
+            for k, val in summary.items():
+                per_label.setdefault(v.label, {}).setdefault(k, []).append(val)
+            log(f"{preset.name} seed {seed} {v.label!r}: {preset.metric}={summary.get(preset.metric, float('nan')):.4g} "
+                f"in {took:.0f}s (run {run_id})")
+        if preset.after:
+            for label, values in run_after_steps(preset, run_of, store, group, seed, quick=quick, log=log).items():
+                for k, val in values.items():
+                    per_label.setdefault(label, {}).setdefault(k, []).append(val)
+    values = {label: d.get(preset.metric, []) for label, d in per_label.items()}
+    return Outcome(preset, values, judge(preset, per_label), seconds, {"per_label": per_label, "group": group,
+                                                                       "run_ids": run_ids})
+
+
+THROUGHPUT = ("samples_per_s", "tokens_per_s")
+
+
+def summarise_run(store: Any, run_id: str) -> dict[str, float]:
+    """One number per metric for a finished run: the last value, except throughput, which is the
+    mean over the run's steps after the first (the first step includes warm-up)."""
+    df = store.metrics(run_id)
+    out: dict[str, float] = {}
+    for name, g in df.groupby("name"):
+        g = g.sort_values("step")
+        if name in THROUGHPUT:
+            vals = g["value"].iloc[1:] if len(g) > 1 else g["value"]
+            out[name] = float(vals.mean())
+        else:
+            out[name] = float(g["value"].iloc[-1])
+    return out
+
+
+def run_after_steps(preset: Preset, run_of: Mapping[str, str], store: Any, group: str, seed: int, *,
+                    quick: bool = False, log: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+    """Post-training steps named in ``after`` (so far: a WiSE-FT sweep); returns label -> metric values."""
+    raise NotImplementedError(f"preset {preset.name}: post-training steps {sorted(preset.after)} are not supported")
+
+
+# ---- results ---------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    """Per-label values of the preset's key metric (one per seed) and whether each check held."""
+
+    preset: Preset
+    values: dict[str, list[float]]                      # label -> one value per seed
+    check_results: list[tuple[Check, bool | None]]      # None: not measurable (missing label/metric)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def mean_sd(self, label: str) -> tuple[float, float]:
+        import statistics
+
+        xs = self.values.get(label, [])
+        if not xs:
+            return float("nan"), float("nan")
+        return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+    @property
+    def held(self) -> bool | None:
+        rs = [r for _, r in self.check_results]
+        return None if not rs or any(r is None for r in rs) else all(rs)
+
+
+def judge(preset: Preset, per_label: Mapping[str, Mapping[str, list[float]]]) -> list[tuple[Check, bool | None]]:
+    """Evaluate the checks on per-label, per-metric lists of values (means across seeds)."""
+    import statistics
+
+    out: list[tuple[Check, bool | None]] = []
+    for c in preset.checks:
+        labels = list(c.near) or [c.higher, c.lower]
+        try:
+            means = {label: statistics.fmean(per_label[label][c.metric]) for label in labels}
+        except (KeyError, statistics.StatisticsError):
+            out.append((c, None))
+            continue
+        out.append((c, c.holds(means)))
+    return out
+
+
+def _substitute(value: Any, resolve: Mapping[str, str] | None) -> Any:
+    if not resolve or not isinstance(value, str):
+        return value
+    return REF.sub(lambda m: resolve.get(m.group(1), m.group(0)), value)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

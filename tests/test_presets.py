@@ -1,0 +1,138 @@
+"""Presets: every YAML loads into valid RunConfigs, references resolve, and each runs in quick mode."""
+import textwrap
+
+import pytest
+import yaml
+
+from hft_core import presets as P
+from hft_core.config import ConfigError, RunConfig
+
+ALL = P.list_presets()
+NAMES = [p.name for p in ALL]
+
+
+def test_there_are_presets_with_text():
+    assert "finetune_vs_scratch" in NAMES and len(ALL) >= 6, NAMES
+    for p in ALL:
+        assert p.title and p.question and p.expected and p.look_for, p.name
+        assert len(p.variants) >= 2 or p.after, p.name
+        assert 0 < p.minutes <= 5, f"{p.name}: the whole comparison (one seed) must fit in 5 minutes"
+        assert len(p.seeds) >= 3, p.name
+
+
+@pytest.mark.parametrize("preset", ALL, ids=NAMES)
+def test_every_variant_is_a_valid_config(preset):
+    runs = P.preset_runs(preset, seeds=preset.seeds)
+    assert len(runs) == len(preset.variants) * len(preset.seeds)
+    for label, cfg in runs:
+        assert isinstance(cfg, RunConfig) and cfg.name == label
+        assert RunConfig.from_yaml(cfg.to_yaml()) == cfg
+    assert {cfg.seed for _, cfg in runs} == set(preset.seeds)
+    for label, cfg in P.preset_runs(preset, quick=True):
+        assert cfg.model.startswith("tiny:"), f"{preset.name}/{label}: quick mode must use a tiny model"
+
+
+@pytest.mark.parametrize("preset", ALL, ids=NAMES)
+def test_the_lesson_exists(preset):
+    from hft_core.explain import lessons
+
+    assert preset.lesson in {les.key for les in lessons()}, preset.name
+
+
+def test_presets_for_a_lesson():
+    assert [p.name for p in P.presets_for("blend")] == ["finetune_vs_scratch"]
+
+
+def test_references_run_after_their_target_and_resolve():
+    preset = P.parse_preset(yaml.safe_load(textwrap.dedent("""
+        title: t
+        question: q
+        expected: e
+        look_for: l
+        base: {model: "tiny:bert"}
+        variants:
+          - {label: student, set: {mix.kd.teacher: "run:{teacher}"}}
+          - {label: teacher, id: teacher, set: {}}
+        seeds: [0, 1]
+    """)), name="ref")
+    assert [v.label for v in P.ordered(preset)] == ["teacher", "student"]
+    runs = dict(P.preset_runs(preset, resolve={"teacher": "r-abc123"}))
+    assert runs["student"].mix["kd"].teacher == "run:r-abc123"
+    assert dict(P.preset_runs(preset))["student"].mix["kd"].teacher == "run:{teacher}"
+
+
+class FakeManager:
+    max_per_device = 1
+
+    def __init__(self):
+        self.submitted = []
+
+    def submit(self, cfg, *, group="", name=""):
+        self.submitted.append((cfg, group, name))
+        return f"r-{len(self.submitted):06d}"
+
+
+def test_submit_preset_queues_one_group_in_dependency_order():
+    preset = P.load_preset("distill_student")
+    m = FakeManager()
+    group, ids = P.submit_preset(m, preset, seeds=[0, 1])
+    assert len(ids) == 2 * len(preset.variants)
+    assert {g for _, g, _ in m.submitted} == {group} and group.startswith("distill_student-")
+    by_seed = {}
+    for (cfg, _, name), run_id in zip(m.submitted, ids):
+        by_seed.setdefault(cfg.seed, []).append((name, cfg, run_id))
+    for seed, rows in by_seed.items():
+        teacher_id = next(run_id for name, cfg, run_id in rows if name.startswith("teacher"))
+        for name, cfg, run_id in rows:
+            if "kd" in cfg.mix:
+                assert cfg.mix["kd"].teacher == f"run:{teacher_id}"
+                assert ids.index(run_id) > ids.index(teacher_id)
+
+
+def test_write_plain_configs_for_the_cli(tmp_path):
+    preset = P.load_preset("finetune_vs_scratch")
+    paths = P.write_plain_configs(preset, tmp_path)
+    assert len(paths) == len(preset.variants)
+    cfgs = [RunConfig.load(str(p)) for p in paths]
+    assert sorted(c.mix["blend"].alpha for c in cfgs) == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("bad,words", [
+    ({"title": "t"}, "missing"),
+    ({"colour": "red"}, "unknown key"),
+    ({"variants": [{"set": {}}]}, "needs a 'label'"),
+    ({"variants": [{"label": "a", "set": {"mix.kd.teacher": "run:{nobody}"}}]}, "no variant has that id"),
+    ({"checks": [{"higher": "a", "lower": "zzz"}]}, "not a variant label"),
+    ({"variants": [{"label": "a", "set": {"lr": 7}}]}, "variant 'a'"),
+])
+def test_bad_presets_say_what_is_wrong(bad, words):
+    d = {"title": "t", "question": "q", "expected": "e", "look_for": "l", "base": {"model": "tiny:bert"},
+         "variants": [{"label": "a", "set": {}}]}
+    if "title" in bad and len(bad) == 1:
+        d["question"] = ""
+    else:
+        d.update(bad)
+    with pytest.raises(ConfigError, match=words):
+        P.parse_preset(d, name="bad")
+
+
+def test_checks_hold_on_known_numbers():
+    c = P.Check(metric="m", higher="a", lower="b")
+    assert c.holds({"a": 0.9, "b": 0.2}) and not c.holds({"a": 0.1, "b": 0.2})
+    n = P.Check(metric="m", near=("a", "b"), tol=0.05)
+    assert n.holds({"a": 0.90, "b": 0.93}) and not n.holds({"a": 0.8, "b": 0.9})
+
+
+@pytest.mark.parametrize("preset", ALL, ids=NAMES)
+def test_quick_mode_runs(preset, tmp_path, monkeypatch):
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    from hft_core.store import RunStore
+
+    with RunStore(tmp_path) as store:
+        outcome = P.run_preset_here(preset, quick=True, store=store)
+        runs = store.list_runs(group=outcome.extra["group"])
+        assert len(runs) == len(preset.variants)
+        assert {r.status for r in runs} == {"finished"}
+    for label in preset.labels:
+        assert outcome.values.get(label), f"{preset.name}/{label}: no {preset.metric}"
+    assert len(outcome.check_results) == len(preset.checks)
