@@ -382,8 +382,12 @@ class RunStore:
     def set_status(self, run_id: str, status: str, *, error: str | None = None, traceback: str | None = None,
                    checkpoint_dir: str | Path | None = None) -> None:
         """Change a run's status. "running" sets ``started`` (first time only) and makes this process the
-        owner; "queued" moves it to the back of the queue; a final status sets ``ended``."""
+        owner; "queued" moves it to the back of the queue; a final status sets ``ended``.
+
+        Buffered metrics and events are written first, so whoever sees the new status
+        (e.g. "finished") also sees everything logged before it."""
         _check_status(status)
+        self.flush()
         now = time.time()
         sets, params = ["status = ?"], [status]
         if status == "running":
