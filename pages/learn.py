@@ -175,10 +175,13 @@ if les.picture in PICTURES:
 else:
     st.info("No picture for this one: its effect shows only in training. Run it from the Train page.")
 
-try:
-    from hft_core.presets import presets_for
-except ImportError:  # presets not installed with this build
-    presets_for = None
-if presets_for is not None:
-    for p in presets_for(key):
-        st.markdown(f"**Run the experiment:** preset *{p.title}* ({p.name}): {p.question}")
+from hft_core.presets import presets_for  # noqa: E402
+
+for p in presets_for(key):
+    with st.container(border=True):
+        st.markdown(f"**Run the experiment: {p.title}** (preset `{p.name}`, about {p.minutes:g} min on a laptop CPU)")
+        st.markdown(f"*Question:* {p.question}")
+        st.markdown(f"*Expected:* {p.expected}")
+        if p.result:
+            st.markdown(f"*Measured here:* {p.result}")
+        st.caption(f"Start it from the Train page's preset picker, or `python bench/presets.py --only {p.name} --seeds 1`.")

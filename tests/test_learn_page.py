@@ -88,3 +88,9 @@ def test_slider_moves_number(lesson, slider, value, label):
     at.slider(key=slider).set_value(value).run()
     assert not at.exception
     assert metric(at, label) != before
+
+
+def test_lesson_names_its_preset_with_expected_outcome():
+    at = open_lesson("blend")
+    text = " ".join(m.value for m in at.markdown)
+    assert "finetune_vs_scratch" in text and "Expected" in text
