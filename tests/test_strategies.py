@@ -17,7 +17,7 @@ from hft_core.config import ConfigError, RunConfig
 from hft_core.strategies import anatomy, base
 from hft_core.strategies.aux import AuxConfig, AuxiliaryLM
 from hft_core.strategies.base import Batch, StrategyContext
-from hft_core.strategies.blend import Blend, BlendConfig
+from hft_core.strategies.blend import Blend, BlendConfig, fresh_seed
 from hft_core.strategies.eda import EDA, EDAConfig, augment_text, eda_batch
 from hft_core.strategies.freeze import Freeze, FreezeConfig
 from hft_core.strategies.half_ft import HalfFT, HalfFTConfig
@@ -118,7 +118,7 @@ def test_blend_alpha_zero_is_the_fresh_seeded_init(tokenizer):
     ctx = make_ctx(tokenizer, seed=3)
     model = tiny_bert()
     Blend(BlendConfig(alpha=0.0)).setup(model, ctx)
-    fresh = ctx.fresh_model(3)
+    fresh = ctx.fresh_model(fresh_seed(3))
     for (n, a), (_, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
         assert same_bits(a, b), n
 
@@ -140,7 +140,7 @@ def test_blend_mixes_float_tensors_and_keeps_integer_buffers(tokenizer):
 
 def test_shrink_perturb(tokenizer):
     ctx = make_ctx(tokenizer)
-    model, pre, fresh = tiny_bert(), tiny_bert(), ctx.fresh_model(0)
+    model, pre, fresh = tiny_bert(), tiny_bert(), ctx.fresh_model(fresh_seed(0))
     Blend(BlendConfig(mode="shrink_perturb", shrink=0.4, perturb=0.1)).setup(model, ctx)
     w = "bert.encoder.layer.1.output.dense.weight"
     assert torch.allclose(model.state_dict()[w], 0.4 * pre.state_dict()[w] + 0.1 * fresh.state_dict()[w], atol=1e-7)
@@ -584,3 +584,15 @@ def test_config_round_trip_with_strategies():
     cfg = RunConfig(mix={"blend": {"alpha": 0.25}, "kd": {"teacher": "run:abc", "ratio": 0.7}, "eda": {"copies": 2}})
     assert RunConfig.from_yaml(cfg.to_yaml()) == cfg
     assert cfg.mix["blend"].alpha == 0.25 and cfg.mix["kd"].ratio == 0.7
+
+
+def test_kd_checks_a_saved_teacher_head_before_loading(tokenizer, tmp_path):
+    from transformers import BertModel
+
+    tiny_bert(num_labels=5).save_pretrained(tmp_path / "five")
+    BertModel(tiny_bert().config).save_pretrained(tmp_path / "body")
+    ctx = make_ctx(tokenizer)
+    with pytest.raises(ConfigError, match=r"predicts 5 labels.*has 3"):
+        KnowledgeDistillation(KDConfig(teacher=str(tmp_path / "five"))).setup(tiny_bert(), ctx)
+    with pytest.raises(ConfigError, match="without a classification head"):
+        KnowledgeDistillation(KDConfig(teacher=str(tmp_path / "body"))).setup(tiny_bert(), ctx)

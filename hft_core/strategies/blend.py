@@ -5,7 +5,9 @@
 
 tensor by tensor, for floating-point parameters and buffers; integer buffers
 (position ids ...) are kept. theta_random is a fresh initialisation of the same
-architecture from the run's seed. The endpoints are exact copies (alpha = 1 keeps
+architecture drawn from seed + 1 (``fresh_seed``): a stream of its own, so it is
+independent of the task head that loading drew from the run seed (and so that on a
+tiny random "pretrained" model, itself drawn from the run seed, blending is not a no-op). The endpoints are exact copies (alpha = 1 keeps
 the pretrained tensors bit for bit, alpha = 0 is the fresh init), because
 ``a*x + (1-a)*y`` in floating point is not exact at a = 1 or 0 for every x, y.
 
@@ -25,6 +27,11 @@ from hft_core.config import ConfigError, check, coerce_numbers, param
 from hft_core.strategies.base import Hooks, StrategyContext, StrategySpec, register
 
 MODES = ("blend", "shrink_perturb")
+
+
+def fresh_seed(run_seed: int) -> int:
+    """The seed of the random endpoint theta_random for a run seeded ``run_seed``."""
+    return run_seed + 1
 
 
 @dataclass
@@ -106,20 +113,22 @@ class Blend(Hooks):
 
 
 def _fresh_like(model: nn.Module, ctx: StrategyContext) -> nn.Module:
-    """A fresh init of the model's architecture from the run seed.
+    """A fresh init of the model's architecture.
 
-    Normally ``ctx.fresh_model(seed)``. If an earlier strategy changed the architecture
+    Normally ``ctx.fresh_model(fresh_seed(ctx.seed))``. If an earlier strategy changed the architecture
     (KD's every-other-layer student), the fresh model is built from the model's own
     config instead, under the same seed.
     """
-    fresh = ctx.fresh_model(ctx.seed)
+    seed = fresh_seed(ctx.seed)
+    fresh = ctx.fresh_model(seed)
     names = {n: t.shape for n, t in list(model.named_parameters()) + list(model.named_buffers())}
     theirs = {n: t.shape for n, t in list(fresh.named_parameters()) + list(fresh.named_buffers())}
     if names == theirs or getattr(model, "config", None) is None:
         return fresh
     del fresh
-    torch.manual_seed(ctx.seed)
-    return type(model)(copy.deepcopy(model.config))
+    with torch.random.fork_rng(devices=[]):  # leave the run's random stream alone
+        torch.manual_seed(seed)
+        return type(model)(copy.deepcopy(model.config))
 
 
 register(StrategySpec(

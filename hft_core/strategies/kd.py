@@ -14,7 +14,9 @@ Logged terms: loss/task (already weighted by 1 - r), loss/kd, loss/kd_transfer.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -104,6 +106,26 @@ def check_compatible(teacher: nn.Module, student: nn.Module, ctx: StrategyContex
                               f"labels")
 
 
+def saved_label_count(source: str) -> int | None:
+    """Labels of the classifier saved with ``source`` (0 = saved without one); None if unknown.
+
+    Read from the saved config, before loading: loading for this task would otherwise
+    give a teacher without a trained head a fresh random one, silently.
+    """
+    try:
+        from hft_core import models
+
+        path = Path(models.resolve_path(source))
+    except Exception:
+        return None  # hub ids and sources models.py cannot place: checked after loading instead
+    if source.startswith("tiny:") or not (path / "config.json").is_file():
+        return None
+    d = json.loads((path / "config.json").read_text())
+    if not any("SequenceClassification" in a for a in d.get("architectures") or []):
+        return 0
+    return len(d.get("id2label") or {}) or int(d.get("num_labels", 2))
+
+
 class KnowledgeDistillation(Hooks):
     name = "kd"
 
@@ -114,6 +136,16 @@ class KnowledgeDistillation(Hooks):
         self.student: nn.Module | None = None
 
     def setup(self, model: nn.Module, ctx: StrategyContext) -> nn.Module:
+        if self.cfg.teacher and ctx.task == "classification":
+            saved = saved_label_count(self.cfg.teacher)
+            if saved == 0:
+                raise ConfigError(f"mix.kd.teacher={self.cfg.teacher!r} was saved without a classification "
+                                  f"head (e.g. a pretrained base model), so it has nothing to teach; use a teacher "
+                                  f"fine-tuned on this data, e.g. 'run:<id>' of a finished run")
+            if saved is not None and saved != ctx.num_labels:
+                raise ConfigError(f"mix.kd.teacher={self.cfg.teacher!r}: the teacher predicts {saved} labels but the "
+                                  f"student ({ctx.model_source!r}) has {ctx.num_labels} (from the data); use a "
+                                  f"teacher trained on the same labels")
         if self.cfg.teacher:
             try:
                 teacher = ctx.load_model(self.cfg.teacher)
