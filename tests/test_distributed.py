@@ -1,4 +1,4 @@
-"""Two CPU processes under `accelerate launch` (gloo): DDP keeps the weights identical, rank 0 alone writes."""
+"""Two CPU processes under torchrun + Accelerate (gloo): DDP keeps the weights identical, rank 0 alone writes."""
 import os
 import subprocess
 import sys
@@ -17,8 +17,9 @@ def test_two_process_ddp_keeps_ranks_identical_and_writes_metrics_once(tmp_path)
     home = tmp_path / "home"
     env = {**os.environ, "HFT_HOME": str(home), "HFT_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+    # torchrun sets RANK/WORLD_SIZE; Accelerate sees them and runs DDP over gloo on the CPU.
+    # (`accelerate launch --cpu` with several processes needs MPI, which these machines lack.)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), str(data)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
