@@ -1,0 +1,23 @@
+"""Shared fixtures: every test session gets its own HFT_HOME, every test a fixed torch seed.
+
+HFT_HOME is a session temp folder, so runs, the store and the converted SmolLM2 cache
+never touch ~/.hft_lab, and the SmolLM2 conversion happens at most once per session.
+Tests that need a private home still set their own with ``monkeypatch.setenv``.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hft_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("hft_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HFT_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(autouse=True)
+def torch_seed():
+    torch.manual_seed(0)
