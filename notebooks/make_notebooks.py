@@ -1,0 +1,217 @@
+"""Write the teaching notebooks (outputs empty) from the cell sources below.
+
+    python notebooks/make_notebooks.py      # rewrites notebooks/*.ipynb
+
+Each notebook is the baseline plus ONE idea, with the new lines marked ``# NEW``
+(STYLE.md #12). The parameter cell reads HFT_NOTEBOOK_QUICK: "1" runs a tiny random
+model for a few steps (seconds; what tests/test_notebooks.py does), anything else the
+bundled real model (a minute or a few on a laptop CPU).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+PARAMS = '''# Parameters. HFT_NOTEBOOK_QUICK=1 (the tests) runs a tiny random 2-layer model for a few steps, in seconds;
+# otherwise the bundled MiniLM-L6 on BBC News (1-3 minutes on a laptop CPU).
+import os
+
+QUICK = os.environ.get("HFT_NOTEBOOK_QUICK") == "1"
+MODEL = "tiny:bert" if QUICK else "bundled:minilm-l6"
+STEPS = 3 if QUICK else 40
+N_TRAIN = 32 if QUICK else 200
+N_EVAL = 16 if QUICK else 200'''
+
+BASELINE = '''from hft_core.config import RunConfig
+from hft_core.sinks import MemorySink
+from hft_core.trainer import train
+
+baseline = RunConfig(model=MODEL, data="bundled:bbc-news", n_train=N_TRAIN, n_eval=N_EVAL,
+                     max_length=64, batch_size=16, max_steps=STEPS, eval_every=10, device="cpu", seed=0)
+baseline_log = MemorySink()
+baseline_result = train(baseline, baseline_log)
+baseline_result.metrics'''
+
+PLOT = '''import pandas as pd
+import plotly.express as px
+
+
+def curves(logs: dict, metric: str, title: str):
+    """One line per run of ``metric`` against the step, from MemorySinks."""
+    frames = []
+    for name, log in logs.items():
+        steps_values = log.series(metric)
+        frames.append(pd.DataFrame({"step": [s for s, _ in steps_values], metric: [v for _, v in steps_values],
+                                    "run": name}))
+    return px.line(pd.concat(frames), x="step", y=metric, color="run", markers=True, title=title)'''
+
+
+def notebook(title: str, intro: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.cells = [new_markdown_cell(f"# {title}\n\n{intro}"), new_code_cell(PARAMS)]
+    for kind, src in cells:
+        nb.cells.append(new_markdown_cell(src) if kind == "md" else new_code_cell(src))
+    for i, c in enumerate(nb.cells):  # stable ids: regenerating gives the same file
+        c["id"] = f"cell-{i:02d}"
+    return nb
+
+
+NOTEBOOKS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {}
+
+NOTEBOOKS["00_quickstart"] = ("Quickstart: one fine-tuning run with hft_core", """\
+Fine-tune a small pretrained model on BBC News (5 topics) with `hft_core.trainer.train`,
+collect its numbers in a `MemorySink`, and plot them. Every other notebook is this one
+plus **one** idea, with the new lines marked `# NEW`.""", [
+    ("md", "## The baseline run\nA `RunConfig` describes the run; `train` runs it and sends every number to the sink."),
+    ("code", BASELINE),
+    ("md", "## What was logged\nEvery step logs `loss` and each loss term (`loss/task`, ...), the learning rate, "
+           "throughput; every eval logs `eval/*`."),
+    ("code", '''frame = baseline_log.to_frame()
+print(sorted(c for c in frame.columns if c != "step"))
+frame.tail()'''),
+    ("code", PLOT),
+    ("code", '''curves({"baseline": baseline_log}, "loss", "training loss")'''),
+    ("code", '''curves({"baseline": baseline_log}, "eval/accuracy", "eval accuracy (chance = 0.2)")'''),
+    ("md", "## The run's log\nEvents: the device and precision plan, the data, the final metrics."),
+    ("code", '''for level, message in baseline_log.events:
+    print(f"[{level}] {message[:160]}")'''),
+    ("md", "The same run from a terminal: `python -m hft_core train --set n_train=200 --set max_length=64 "
+           "--set max_steps=40`; the dashboard shows it live."),
+])
+
+NOTEBOOKS["01_alpha_blend"] = ("Alpha blend: pretrained x random start", r"""\
+The baseline starts from the pretrained weights. Here the start point is a blend
+$\theta = \alpha\,\theta_{pretrained} + (1-\alpha)\,\theta_{random}$: $\alpha = 1$ is the
+baseline, $\alpha = 0$ trains from scratch. **New:** one line, `mix.blend.alpha`.""", [
+    ("code", BASELINE),
+    ("md", "## The one new idea: blend the start point"),
+    ("code", '''# NEW: start from half pretrained, half fresh random weights
+blended = baseline.with_overrides({"mix.blend.alpha": 0.5})  # NEW
+blended_log = MemorySink()
+blended_result = train(blended, blended_log)
+# NEW: and from scratch, for the other end
+scratch = baseline.with_overrides({"mix.blend.alpha": 0.0})  # NEW
+scratch_log = MemorySink()
+scratch_result = train(scratch, scratch_log)
+{"baseline": baseline_result.metrics, "alpha 0.5": blended_result.metrics, "alpha 0": scratch_result.metrics}'''),
+    ("code", PLOT),
+    ("code", '''logs = {"baseline (alpha 1)": baseline_log, "alpha 0.5": blended_log, "alpha 0 (scratch)": scratch_log}
+curves(logs, "loss", "training loss")'''),
+    ("code", '''curves(logs, "eval/accuracy", "eval accuracy (chance = 0.2)")'''),
+    ("md", "**Look for:** the lower alpha, the higher the first losses and the lower the accuracy after the same "
+           "steps; from scratch stays near chance. (With the tiny random model of the quick setting there is "
+           "nothing pretrained to keep, so the three runs look alike.)"),
+])
+
+NOTEBOOKS["03_l2sp"] = ("L2-SP: pull toward the pretrained weights", r"""\
+With very few examples, plain fine-tuning can wander far from the pretrained weights.
+L2-SP adds $\frac{\beta}{2}\lVert w - w_0\rVert^2$ to the loss (Li et al. 2018), usually with
+weight decay off. **New:** `mix.l2sp`, `weight_decay=0`, and a few-shot training set.""", [
+    ("code", '''N_TRAIN = 16 if QUICK else 25   # few-shot: the setting L2-SP is for'''),
+    ("code", BASELINE),
+    ("md", "## The one new idea: L2-SP instead of weight decay"),
+    ("code", '''# NEW: penalise the distance from the starting weights; the penalty replaces weight decay
+l2sp = baseline.with_overrides({"mix.l2sp.beta": 0.01, "mix.l2sp.gamma": 0.01, "weight_decay": 0.0})  # NEW
+l2sp_log = MemorySink()
+l2sp_result = train(l2sp, l2sp_log)
+{"baseline": baseline_result.metrics, "L2-SP": l2sp_result.metrics}'''),
+    ("code", PLOT),
+    ("code", '''curves({"L2-SP": l2sp_log}, "loss/l2sp", "the L2-SP term: 0 at the start, grows as the weights move")'''),
+    ("code", '''curves({"baseline": baseline_log, "L2-SP": l2sp_log}, "eval/accuracy", "eval accuracy")'''),
+    ("md", "**Look for:** `loss/l2sp` starts at exactly 0. The accuracy difference on one seed is small and noisy; "
+           "the `l2sp_few_shot` preset runs it over several seeds."),
+])
+
+NOTEBOOKS["04_lora"] = ("LoRA: train a low-rank update", r"""\
+LoRA freezes the pretrained weights and learns $W_0 x + \frac{\alpha}{r} B A x$ beside the
+attention's query and value layers (Hu et al. 2021). **New:** `mix.lora.r` and a higher
+learning rate, which LoRA usually needs.""", [
+    ("code", BASELINE),
+    ("md", "## The one new idea: LoRA adapters"),
+    ("code", '''# NEW: rank-8 adapters on query/value; only they and the new head train
+lora = baseline.with_overrides({"mix.lora.r": 8, "lr": 1e-3})  # NEW
+lora_log = MemorySink()
+lora_result = train(lora, lora_log)
+{"baseline": baseline_result.metrics, "LoRA": lora_result.metrics}'''),
+    ("code", '''# NEW: how many parameters each run trained
+for name, log in {"full": baseline_log, "LoRA r=8": lora_log}.items():
+    print(f"{name:9} trains {log.last('params_trainable'):>12,.0f} of {log.last('params_total'):,.0f} parameters "
+          f"({100 * log.last('params_trainable') / log.last('params_total'):.2f}%)")'''),
+    ("code", PLOT),
+    ("code", '''curves({"full fine-tuning": baseline_log, "LoRA r=8": lora_log}, "eval/accuracy", "eval accuracy")'''),
+    ("md", "**Look for:** a tiny share of trainable parameters with accuracy close to full fine-tuning. On a CPU "
+           "the step is not much faster: the forward pass still runs the whole model."),
+])
+
+NOTEBOOKS["05_precision"] = ("Precision: bf16 autocast vs fp32", """\
+bf16 keeps fp32's range with 8 bits of precision. On a GPU with bf16 it is faster; on a
+CPU without native bf16 it is emulated and slower. **New:** `precision="bf16"`, and a
+look at what the device supports.""", [
+    ("code", BASELINE.replace('device="cpu", seed=0)', 'device="cpu", seed=0, precision="fp32")')),
+    ("md", "## What this machine can do"),
+    ("code", '''from hft_core.precision import describe_device, plan_precision
+
+plan = plan_precision("bf16", describe_device("cpu"))  # NEW: the plan the trainer will use
+print(plan.reason)
+print(plan.warning or "native bf16: expect a speed-up")'''),
+    ("md", "## The one new idea: bf16 autocast"),
+    ("code", '''bf16 = baseline.with_overrides({"precision": "bf16"})  # NEW
+bf16_log = MemorySink()
+bf16_result = train(bf16, bf16_log)
+{"fp32": baseline_result.metrics, "bf16": bf16_result.metrics}'''),
+    ("code", '''import statistics
+
+for name, log in {"fp32": baseline_log, "bf16": bf16_log}.items():
+    speeds = [v for _, v in log.series("samples_per_s")][1:]  # the first step includes warm-up
+    print(f"{name}: {statistics.fmean(speeds):.1f} samples/s")'''),
+    ("code", PLOT),
+    ("code", '''curves({"fp32": baseline_log, "bf16": bf16_log}, "loss", "training loss")'''),
+    ("md", "**Look for:** near-identical loss curves; the speed depends on the hardware, and on this lab's CPUs "
+           "bf16 is the slower one."),
+])
+
+NOTEBOOKS["06_augmentation"] = ("EDA: augment a small training set", """\
+With only 50 labelled examples, EDA (Wei & Zou 2019) adds copies of each text with a few
+words inserted, swapped or deleted. **New:** `mix.eda` and a 50-example training set.""", [
+    ("code", '''N_TRAIN = 16 if QUICK else 50   # small data: where EDA is meant to help'''),
+    ("code", BASELINE),
+    ("md", "## What EDA does to a sentence"),
+    ("code", '''from hft_core.explain import eda_examples
+
+for op, text in eda_examples("The central bank raised interest rates again on Thursday", rate=0.2):
+    print(f"{op:6}  {text}")'''),
+    ("md", "## The one new idea: train on augmented copies too"),
+    ("code", '''# NEW: two augmented copies of every example, 10% of the words changed per operation
+eda = baseline.with_overrides({"mix.eda.rate": 0.1, "mix.eda.copies": 2})  # NEW
+eda_log = MemorySink()
+eda_result = train(eda, eda_log)
+{"baseline": baseline_result.metrics, "EDA": eda_result.metrics}'''),
+    ("code", PLOT),
+    ("code", '''curves({"baseline": baseline_log, "EDA": eda_log}, "eval/accuracy", "eval accuracy")'''),
+    ("md", "**Look for:** each EDA step sees three times as many texts (slower); the accuracy gain, if any, is "
+           "within seed noise on one run: the `eda_small_data` preset runs several seeds."),
+])
+
+
+def write_all(names: list[str] | None = None) -> list[Path]:
+    paths = []
+    for name, (title, intro, cells) in NOTEBOOKS.items():
+        if names and name not in names:
+            continue
+        nb = notebook(title, intro, cells)
+        nbformat.validate(nb)
+        path = HERE / f"{name}.ipynb"
+        nbformat.write(nb, str(path))
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in write_all():
+        print(p)
