@@ -401,21 +401,30 @@ def _smollm2_dir() -> Path:
     cache, stamp = _smollm2_cache(), _smollm2_stamp()
     if _cache_ok(cache, stamp):
         return cache
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with _CONVERT_LOCK, _file_lock(cache.with_name(cache.name + ".lock")):
-        if _cache_ok(cache, stamp):  # another thread or process finished it while we waited
-            return cache
-        tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            _convert_gguf(_smollm2_gguf(), tmp)
-            (tmp / CACHE_STAMP).write_text(json.dumps(stamp))
-            if cache.exists():  # stale: made from another package version or an older conversion
-                shutil.rmtree(cache)
-            os.replace(tmp, cache)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with _CONVERT_LOCK, _file_lock(cache.with_name(cache.name + ".lock")):
+            _convert_into(cache, stamp)
+    except OSError as e:
+        raise ModelError(f"bundled:smollm2-135m: converting into {cache} failed: {e}; HFT_HOME must be a writable "
+                         f"folder with about 600 MB free, and the package intact ({SMOLLM2_PIP})") from e
     return cache
+
+
+def _convert_into(cache: Path, stamp: dict) -> None:
+    """Convert into a temp folder and rename it to ``cache``; call with the locks held."""
+    if _cache_ok(cache, stamp):  # another thread or process finished it while we waited
+        return
+    tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _convert_gguf(_smollm2_gguf(), tmp)
+        (tmp / CACHE_STAMP).write_text(json.dumps(stamp))
+        if cache.exists():  # stale: made from another package version or an older conversion
+            shutil.rmtree(cache)
+        os.replace(tmp, cache)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
