@@ -109,6 +109,43 @@ curves(logs, "loss", "training loss")'''),
            "nothing pretrained to keep, so the three runs look alike.)"),
 ])
 
+NOTEBOOKS["02_distillation"] = ("Knowledge distillation: a tiny student learns from a fine-tuned teacher", r"""\
+First fine-tune MiniLM (the baseline: the teacher). Then train a 2-layer, 64-wide student
+from a random start, once on the labels alone and once with the teacher's softened
+predictions too (Hinton et al. 2015):
+$(1-r)\,\mathrm{CE}(s, y) + r\,T^2\,\mathrm{KL}(\mathrm{softmax}(t/T) \Vert \mathrm{softmax}(s/T))$.
+**New:** `mix.kd.teacher` pointing at the teacher's checkpoint.""", [
+    ("code", BASELINE.replace("baseline_result = train(baseline, baseline_log)",
+                              "# the teacher: the baseline run, with a checkpoint folder to load it from\n"
+                              "from hft_core.home import hft_home\n"
+                              "baseline_result = train(baseline, baseline_log, out_dir=hft_home() / \"notebooks\" / \"02_teacher\")")),
+    ("code", '''teacher_folder = baseline_result.checkpoint  # model weights + tokenizer + run_config.yaml
+teacher_folder'''),
+    ("md", "## The student alone\n`tiny:bert` shares MiniLM's tokenizer, so the teacher's inputs and the student's match."),
+    ("code", '''STUDENT_STEPS = 3 if QUICK else 150
+student = baseline.with_overrides({"model": "tiny:bert", "lr": 1e-3, "max_steps": STUDENT_STEPS, "eval_every": 50})
+student_log = MemorySink()
+student_result = train(student, student_log)
+student_result.metrics'''),
+    ("md", "## The one new idea: learn from the teacher too"),
+    ("code", '''# NEW: the same student, now also matching the teacher's predictions at temperature 2
+distilled = student.with_overrides({"mix.kd.teacher": teacher_folder, "mix.kd.temperature": 2.0,  # NEW
+                                    "mix.kd.ratio": 0.5})  # NEW
+distilled_log = MemorySink()
+distilled_result = train(distilled, distilled_log)
+{"teacher": baseline_result.metrics["eval/accuracy"], "student alone": student_result.metrics["eval/accuracy"],
+ "student + KD": distilled_result.metrics["eval/accuracy"]}'''),
+    ("code", PLOT),
+    ("code", '''curves({"student alone": student_log, "student + KD": distilled_log}, "eval/accuracy", "the students' eval accuracy")'''),
+    ("code", '''# NEW: the loss terms of the distilled run: labels (already weighted by 1 - r), teacher, transfer set
+import plotly.express as px
+
+frame = distilled_log.to_frame()
+px.line(frame, x="step", y=[c for c in ("loss/task", "loss/kd", "loss/kd_transfer") if c in frame], title="loss terms")'''),
+    ("md", "**Look for:** the KD student above the student alone (the `distill_student` preset checks it over "
+           "several seeds), and `loss/kd` falling as the student learns to match the teacher."),
+])
+
 NOTEBOOKS["03_l2sp"] = ("L2-SP: pull toward the pretrained weights", r"""\
 With very few examples, plain fine-tuning can wander far from the pretrained weights.
 L2-SP adds $\frac{\beta}{2}\lVert w - w_0\rVert^2$ to the loss (Li et al. 2018), usually with
