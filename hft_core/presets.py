@@ -256,6 +256,36 @@ def write_plain_configs(preset: Preset, out_dir: str | Path, *, quick: bool = Fa
     return paths
 
 
+def is_preset_file(path: str | Path) -> bool:
+    """True when a YAML file is a preset (has ``variants``) rather than a plain RunConfig."""
+    try:
+        d = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(d, Mapping) and "variants" in d and "base" in d
+
+
+def load_run_config(path: str | Path, variant: str = "") -> RunConfig:
+    """A RunConfig from a plain config file or from a preset file (for ``train --config``).
+
+    For a preset: the variant whose label is ``variant`` (or starts with it), else the first
+    variant that needs no other run. Its seed is the preset's first seed.
+    """
+    if not is_preset_file(path):
+        return RunConfig.load(str(path))
+    preset = load_preset(path)
+    choices = [v for v in ordered(preset) if not v.needs]
+    if variant:
+        choices = [v for v in preset.variants if v.label == variant] or \
+                  [v for v in preset.variants if v.label.lower().startswith(variant.lower())]
+        if not choices:
+            raise ConfigError(f"preset {preset.name} has no variant {variant!r}; its variants: {preset.labels}")
+        if choices[0].needs:
+            raise ConfigError(f"preset {preset.name}, variant {choices[0].label!r} needs the run id of "
+                              f"{sorted(choices[0].needs)}: run the whole preset instead")
+    return variant_config(preset, choices[0], preset.seeds[0])
+
+
 # ---- running ---------------------------------------------------------------------------
 
 def group_name(preset: Preset, when: float | None = None) -> str:

@@ -136,3 +136,17 @@ def test_quick_mode_runs(preset, tmp_path, monkeypatch):
     for label in preset.labels:
         assert outcome.values.get(label), f"{preset.name}/{label}: no {preset.metric}"
     assert len(outcome.check_results) == len(preset.checks)
+
+
+def test_a_preset_file_gives_a_run_config_for_train_config(tmp_path):
+    path = P.PRESET_DIR / "finetune_vs_scratch.yaml"
+    assert P.is_preset_file(path)
+    assert P.load_run_config(path).mix["blend"].alpha == 1.0
+    assert P.load_run_config(path, "alpha 0 ").mix["blend"].alpha == 0.0
+    with pytest.raises(ConfigError, match="no variant 'nope'"):
+        P.load_run_config(path, "nope")
+    with pytest.raises(ConfigError, match="needs the run id"):
+        P.load_run_config(P.PRESET_DIR / "distill_student.yaml", "student +")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(RunConfig(model="tiny:bert").to_yaml())
+    assert not P.is_preset_file(plain) and P.load_run_config(plain).model == "tiny:bert"
