@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-# 20 colours that stay apart on a white background (Tableau 10 + its darker/lighter partners).
+# 11 colours any two of which are told apart on a white background (D3's category10 + black).
+# More would bring near-duplicates (two blues, two purples); beyond 11 runs colours repeat.
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
-    "#e6550d", "#31a354", "#756bb1", "#636363",
+    "#bcbd22", "#17becf", "#222222",
 )
 
 X_AXES = {"step": "step", "time": "wall time (s)", "tokens": "tokens seen"}
@@ -94,7 +94,7 @@ def run_colors(run_ids: Sequence[str]) -> dict[str, str]:
 
     Each run gets its own hash colour unless a run earlier in ``run_ids`` (pass them
     oldest first) already took it; then it takes the next free palette slot. So adding
-    a newer run to a chart never recolours the older ones. Beyond 20 runs colours repeat.
+    a newer run to a chart never recolours the older ones. Beyond 11 runs colours repeat.
     """
     out: dict[str, str] = {}
     taken: set[int] = set()
@@ -371,14 +371,21 @@ def _mode(n: int) -> str:
 
 def _layout(fig: go.Figure, *, x: str, y: str, title: str | None, log_y: bool, uirevision: Any,
             height: int) -> go.Figure:
+    # legend on top (under the title, if any): at the bottom it collides with the x-axis title
     fig.update_layout(
-        template="plotly_white", height=height, margin=dict(l=60, r=20, t=40 if title else 16, b=50),
-        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=15)) if title else None,
-        legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, font=dict(size=11)),
+        template="plotly_white", height=height, margin=dict(l=64, r=16, t=62 if title else 34, b=48),
+        title=dict(text=title, x=0.0, xanchor="left", y=0.98, yanchor="top", font=dict(size=15)) if title else None,
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, xanchor="left", font=dict(size=11)),
         hovermode="x unified", uirevision=uirevision,
     )
-    fig.update_xaxes(title_text=x_title(x), rangemode="tozero" if x != "step" else "normal")
-    fig.update_yaxes(title_text=y, type="log" if log_y else "linear")
+    fig.update_xaxes(title_text=x_title(x), title_standoff=6, rangemode="tozero" if x != "step" else "normal")
+    fig.update_yaxes(title_text=y, type="log" if log_y else "linear", exponentformat="e")
+    ys = [v for t in fig.data if getattr(t, "y", None) is not None for v in t.y
+          if v is not None and math.isfinite(v)]
+    if ys and not log_y and min(ys) == max(ys):  # a constant (e.g. lr): plotly would centre it on -0.5..1
+        v = ys[0]
+        pad = abs(v) * 0.1 or 1.0
+        fig.update_yaxes(range=[v - pad, v + pad])
     return fig
 
 

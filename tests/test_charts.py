@@ -103,10 +103,10 @@ def test_paired_deltas_at_same_step_only():
 
 
 def test_colors_stable_across_calls_and_distinct():
-    ids = [f"r-{i:06x}" for i in range(20)]
+    ids = [f"r-{i:06x}" for i in range(len(charts.PALETTE))]
     a = charts.run_colors(ids)
     assert a == charts.run_colors(list(ids))
-    assert len(set(a.values())) == 20  # 20 runs, 20 palette slots: all distinct
+    assert len(set(a.values())) == len(charts.PALETTE)  # as many runs as colours: all distinct
     assert charts.run_color("r-abc") == charts.run_color("r-abc")
     # adding a newer run never recolours the older ones
     older = charts.run_colors(ids[:5])

@@ -1,0 +1,338 @@
+"""The pages, driven with Streamlit's AppTest: every page renders, and the main interactions work.
+
+Each test gets its own HFT_HOME, a RunStore there and a RunManager whose train_fn is a
+fake (a few logged steps in milliseconds), injected through session_state, so nothing
+trains for real. The browser tests (tests/e2e) train tiny models for real.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hft_core.config import RunConfig  # noqa: E402
+from hft_core.runs import RunManager  # noqa: E402
+from hft_core.store import RunStore  # noqa: E402
+from ui import form_state as fs  # noqa: E402
+from ui.state import MANAGER_KEY  # noqa: E402
+
+APP = str(ROOT / "app.py")
+
+
+def fake_train(step_seconds: float = 0.0):
+    """A train_fn with the trainer's signature: logs the trainer's metric names, honours stop."""
+    def train(cfg, sink=None, stop=None, out_dir=None, resume=False):
+        stop = stop or threading.Event()
+        sink.log(0, {"params_total": 1000, "params_trainable": 1000})
+        for step in range(1, cfg.max_steps + 1):
+            if stop.is_set():
+                return SimpleNamespace(status="stopped", step=step - 1, checkpoint=None, metrics={})
+            sink.log(step, {"loss": 2.0 / step, "loss/task": 2.0 / step, "lr": cfg.lr, "samples_per_s": 100.0,
+                            "tokens_per_s": 5000.0, "tokens_seen": 512.0 * step, "progress": step / cfg.max_steps})
+            time.sleep(step_seconds)
+        sink.log(cfg.max_steps, {"eval/accuracy": 0.6, "eval/macro_f1": 0.5, "eval/loss": 1.1})
+        return SimpleNamespace(status="finished", step=cfg.max_steps, checkpoint=None, metrics={})
+    return train
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def lab(home):
+    """(store, manager) in a temp home; the manager trains with the fake."""
+    store = RunStore(home)
+    mgr = RunManager(store, train_fn=fake_train())
+    yield store, mgr
+    mgr.shutdown()
+    store.close()
+
+
+def app(mgr, page: str | None = None, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state[MANAGER_KEY] = mgr
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    return at
+
+
+def seed_runs(store: RunStore, n: int = 2, steps: int = 12, **cfg_kw) -> list[str]:
+    """Finished runs with metrics, written straight into the store."""
+    ids = []
+    for i in range(n):
+        cfg = RunConfig(model="tiny:bert", max_steps=steps, seed=i, lr=1e-3, **cfg_kw)
+        rid = store.create_run(cfg, status="running", device="cpu", group="seeded", name=f"seeded {i}")
+        for step in range(1, steps + 1):
+            store.log_metrics(rid, step, {"loss": 2.0 / step + 0.1 * i, "lr": 1e-3, "samples_per_s": 90.0 + i,
+                                          "tokens_seen": 100.0 * step, "progress": step / steps})
+        store.log_metrics(rid, steps, {"eval/accuracy": 0.5 + 0.1 * i})
+        store.flush()
+        store.set_status(rid, "finished")
+        ids.append(rid)
+    return ids
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [e.value for e in getattr(at, kind)]
+
+
+def start_button(at: AppTest):
+    return next(b for b in at.button if b.label == "Start")
+
+
+# ---- Train ----------------------------------------------------------------------------------------
+
+def test_train_page_renders_the_quick_demo_with_yaml_and_command(lab):
+    store, mgr = lab
+    at = app(mgr)
+    assert at.title[0].value == "Train"
+    assert at.session_state["f.preset"] == fs.QUICK_DEMO
+    code = texts(at, "code")
+    assert any("model: tiny:bert" in c for c in code)
+    assert any(c.startswith("python -m hft_core train") and "tiny:bert" in c for c in code)
+    assert any("Will run" in s for s in texts(at, "success"))  # the precision check, before Start
+    assert not at.error
+
+
+def test_train_invalid_value_shows_error_and_starts_nothing(lab):
+    store, mgr = lab
+    at = app(mgr)
+    at.number_input(key="cfg.lr").set_value(5.0).run()
+    errors = " ".join(texts(at, "error"))
+    assert "lr=5.0" in errors and "between 0 and 1" in errors
+    start_button(at).click().run()
+    assert any("Not started" in e for e in texts(at, "error"))
+    assert store.list_runs() == []
+
+
+def test_train_refused_precision_is_explained_before_start(lab):
+    store, mgr = lab
+    at = app(mgr)
+    at.selectbox(key="cfg.precision").set_value("fp16").run()
+    errors = " ".join(texts(at, "error"))
+    assert "Refused" in errors and "fp16" in errors and "CPU" in errors
+    start_button(at).click().run()
+    assert store.list_runs() == []
+
+
+def test_start_submits_exactly_one_run_even_when_clicked_twice(lab):
+    store, mgr = lab
+    at = app(mgr, **{"f.go_live": False})
+    button = start_button(at)
+    button.click().run()
+    assert not at.exception, at.exception
+    assert len(store.list_runs()) == 1
+    assert any("Started" in s for s in texts(at, "success"))
+    button.click().run()  # the same (now stale) button again: a double submit
+    assert len(store.list_runs()) == 1
+    mgr.wait(timeout=30)
+    rec = store.list_runs()[0]
+    assert rec.status == "finished" and rec.config["model"] == "tiny:bert" and rec.config["max_steps"] == 40
+
+
+def test_start_switches_to_live_and_shows_the_run(lab):
+    store, mgr = lab
+    at = app(mgr)
+    start_button(at).click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Live"
+    assert len(store.list_runs()) == 1
+
+
+def test_start_as_sweep_queues_the_grid_as_one_group(lab):
+    store, mgr = lab
+    at = app(mgr, **{"f.go_live": False})
+    at.multiselect(key="f.sweep_alphas").set_value([0.0, 1.0])
+    at.number_input(key="f.sweep_seeds").set_value(2)
+    next(b for b in at.button if b.label == "Start as sweep").click().run()
+    assert not at.exception, at.exception
+    runs = store.list_runs()
+    assert len(runs) == 4 and len({r.group for r in runs}) == 1
+    assert sorted((r.config["mix"].get("blend", {}).get("alpha"), r.config["seed"]) for r in runs) == \
+        [(0.0, 0), (0.0, 1), (1.0, 0), (1.0, 1)]
+
+
+def test_preset_fills_the_form(lab):
+    store, mgr = lab
+    at = app(mgr)
+    presets = [o for o in at.selectbox(key="f.preset").options if o != fs.QUICK_DEMO]
+    if not presets:
+        pytest.skip("no presets/*.yaml")
+    at.selectbox(key="f.preset").set_value(presets[0]).run()
+    assert not at.exception, at.exception
+    assert at.session_state["f.preset"] == presets[0]
+    assert at.info  # the preset's question and expected outcome
+    assert not any("Cannot start" in e for e in texts(at, "error"))
+
+
+def test_strategy_toggle_shows_its_fields_with_help_and_enters_the_config(lab):
+    store, mgr = lab
+    at = app(mgr)
+    at.toggle(key="mix.l2sp.on").set_value(True).run()
+    beta = at.number_input(key="mix.l2sp.beta")
+    assert "pull toward" in beta.help
+    assert any("l2sp:" in c for c in texts(at, "code"))
+    at.slider(key="mix.blend.alpha").set_value(0.5).run()
+    assert any("alpha: 0.5" in c for c in texts(at, "code"))
+
+
+def test_upload_csv_previews_guesses_columns_and_trains_on_it(lab, home):
+    store, mgr = lab
+    at = app(mgr, **{"f.go_live": False})
+    at.selectbox(key="f.data_choice").set_value(fs.UPLOAD).run()
+    rows = "\n".join(f"{'good great fine' if i % 2 else 'bad awful poor'} text {i},{'pos' if i % 2 else 'neg'}"
+                     for i in range(40))
+    at.file_uploader(key="f.upload").set_value(("reviews.csv", f"review,sentiment\n{rows}\n".encode(), "text/csv"))
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at, "error")
+    assert at.session_state["cfg.text_column"] == "review" and at.session_state["cfg.label_column"] == "sentiment"
+    assert at.dataframe  # the preview
+    start_button(at).click().run()
+    run = store.list_runs()[0]
+    assert Path(run.config["data"]).parent == home / "uploads"
+    assert Path(run.config["data"]).read_text().startswith("review,sentiment")
+
+
+def test_bad_upload_shows_a_clear_error_and_starts_nothing(lab):
+    store, mgr = lab
+    at = app(mgr)
+    at.selectbox(key="f.data_choice").set_value(fs.UPLOAD).run()
+    at.file_uploader(key="f.upload").set_value(("numbers.csv", b"\x00\x01\x02binary\x00", "text/csv")).run()
+    assert not at.exception, at.exception
+    assert any("numbers.csv cannot be used" in e and "binary" in e for e in texts(at, "error"))
+    start_button(at).click().run()
+    assert store.list_runs() == []
+
+
+def test_form_state_round_trip_with_strategies():
+    from hft_core.strategies.base import all_specs
+
+    specs = all_specs()
+    cfg = RunConfig(model="hub:some/model", data="/tmp/x.csv", lr=3e-4, max_steps=7,
+                    mix={"blend": {"alpha": 0.25}, "l2sp": {"beta": 0.1}})
+    state = fs.config_to_state(cfg, specs, ["tiny:bert"], ["bundled:bbc-news"])
+    assert state["f.model_choice"] == fs.CUSTOM and state["mix.blend.alpha"] == 0.25
+    assert fs.state_to_config(state, specs) == cfg
+    plain = fs.config_to_state(RunConfig(), specs, ["bundled:minilm-l6"], ["bundled:bbc-news"])
+    assert plain["mix.blend.alpha"] == 1.0 and fs.state_to_config(plain, specs) == RunConfig()
+
+
+# ---- Live -------------------------------------------------------------------------------------------
+
+def test_live_with_nothing_says_so(lab):
+    store, mgr = lab
+    at = app(mgr, "pages/live.py")
+    assert any("Nothing is training" in i for i in texts(at, "info"))
+
+
+def test_live_shows_runs_curves_and_a_failed_runs_error(lab):
+    store, mgr = lab
+    seed_runs(store, 1)
+    rid = store.create_run(RunConfig(model="tiny:bert"), status="running", device="cpu", name="broken")
+    store.set_status(rid, "failed", error="DataError: column 'txt' not found; columns are ['text', 'label']",
+                     traceback="Traceback (most recent call last):\n  ...\nDataError: column 'txt' not found")
+    at = app(mgr, "pages/live.py")
+    assert any("column 'txt' not found" in e for e in texts(at, "error"))
+    assert at.expander and any(e.label == "Traceback" for e in at.expander)
+    assert len(at.get("plotly_chart")) >= 4
+
+
+def test_live_stop_button_stops_a_running_run(home):
+    store = RunStore(home)
+    mgr = RunManager(store, train_fn=fake_train(step_seconds=0.05))
+    try:
+        rid = mgr.submit(RunConfig(model="tiny:bert", max_steps=400))
+        deadline = time.time() + 10
+        while store.get_run(rid).status != "running" and time.time() < deadline:
+            time.sleep(0.05)
+        at = app(mgr, "pages/live.py")
+        at.button(key=f"live.stop.{rid}").click().run()
+        assert mgr.wait(rid, timeout=10)
+        assert store.get_run(rid).status == "stopped"
+    finally:
+        mgr.shutdown()
+        store.close()
+
+
+# ---- Compare -------------------------------------------------------------------------------------------
+
+def test_compare_two_runs_renders_chart_deltas_and_diff(lab):
+    store, mgr = lab
+    a, b = seed_runs(store, 2)
+    at = app(mgr, "pages/compare.py", **{"compare.runs": [a, b]})
+    assert at.title[0].value == "Compare"
+    assert len(at.get("plotly_chart")) == 1
+    at.toggle(key="compare.log").set_value(True)
+    at.slider(key="compare.smoothing").set_value(0.9)
+    at.selectbox(key="compare.baseline").set_value(a).run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 2  # + paired deltas
+    assert any("Latest paired delta" in c for c in texts(at, "caption"))
+    # the two configs differ only by seed: a seed group, drawn as mean + band
+    at.toggle(key="compare.seeds").set_value(True).run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe) == 2  # final metrics + config diff
+
+
+def test_compare_by_group(lab):
+    store, mgr = lab
+    ids = seed_runs(store, 3)
+    at = app(mgr, "pages/compare.py")
+    at.selectbox(key="compare.group").set_value("seeded").run()
+    assert sorted(at.session_state["compare.runs"]) == sorted(ids)
+
+
+# ---- Runs -------------------------------------------------------------------------------------------------
+
+def test_runs_lists_and_deletes_with_confirmation(lab):
+    store, mgr = lab
+    a, b = seed_runs(store, 2)
+    at = app(mgr, "pages/runs.py")
+    assert at.title[0].value == "Runs"
+    at.selectbox(key="runs.selected").set_value(a).run()
+    at.button(key="runs.delete").click().run()
+    assert len(store.list_runs()) == 2  # not yet: asks first
+    assert any("cannot be undone" in w for w in texts(at, "warning"))
+    at.button(key="runs.delete_yes").click().run()
+    assert not at.exception, at.exception
+    assert [r.id for r in store.list_runs()] == [b]
+
+
+def test_runs_filters_and_load_into_train(lab):
+    store, mgr = lab
+    a, b = seed_runs(store, 2)
+    at = app(mgr, "pages/runs.py")
+    at.text_input(key="runs.text").set_value("seeded 1").run()
+    assert list(at.selectbox(key="runs.selected").options) == [f"seeded 1 · {b} · finished"]
+    at.button(key="runs.load").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Train"
+    assert at.session_state["cfg.seed"] == 1 and at.session_state["f.loaded_from"] == b
+
+
+def test_runs_resume_a_stopped_run(lab):
+    store, mgr = lab
+    rid = store.create_run(RunConfig(model="tiny:bert", max_steps=5), status="running", device="cpu")
+    store.set_status(rid, "stopped")
+    at = app(mgr, "pages/runs.py")
+    at.button(key="runs.resume").click().run()
+    assert not at.exception, at.exception
+    assert mgr.wait(rid, timeout=20)
+    assert store.get_run(rid).status == "finished"

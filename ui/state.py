@@ -1,0 +1,134 @@
+"""The one RunManager per app process, and small helpers every page uses.
+
+Pages get the manager with ``manager()``: a ``st.cache_resource`` singleton keyed by
+the HFT home folder, shared by every browser session. Tests put their own manager
+(e.g. one with a fake ``train_fn``) in ``st.session_state[MANAGER_KEY]``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import streamlit as st
+
+from hft_core.home import hft_home
+
+MANAGER_KEY = "hft_manager"
+
+# material icons render in markdown/labels without an emoji font (":material/name:")
+STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
+                "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
+                "failed": ":material/error:", "interrupted": ":material/warning:"}
+STATUS_COLORS = {"queued": "gray", "running": "blue", "finished": "green", "stopped": "orange", "failed": "red",
+                 "interrupted": "orange"}
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_manager(home: str):
+    from hft_core.runs import RunManager
+    from hft_core.store import RunStore
+
+    return RunManager(RunStore(home))
+
+
+def manager():
+    """The RunManager of this app process (or the one a test injected)."""
+    injected = st.session_state.get(MANAGER_KEY)
+    if injected is not None:
+        return injected
+    return _shared_manager(str(hft_home()))
+
+
+def store():
+    return manager().store
+
+
+def run_label(rec: Any, with_status: bool = True) -> str:
+    """'bert blend · r-3f9a2c · running' for pickers (plain text: no icons)."""
+    parts = [rec.name or rec.id, rec.id] if rec.name and rec.name != rec.id else [rec.id]
+    if with_status:
+        parts.append(rec.status)
+    return " · ".join(parts)
+
+
+def status_badge(status: str) -> str:
+    """Markdown: a coloured status with its icon, e.g. ':green[:material/check_circle: finished]'."""
+    return f":{STATUS_COLORS.get(status, 'gray')}[{STATUS_ICONS.get(status, '')} {status}]"
+
+
+COMPACT_CSS = """<style>
+/* the default top padding of the main column is ~6rem: too much at 1280x800 */
+[data-testid="stMainBlockContainer"] { padding-top: 3.2rem; padding-bottom: 2rem; }
+h1 { padding-top: 0.2rem !important; padding-bottom: 0.4rem !important; }
+</style>"""
+
+
+def compact_layout() -> None:
+    """Less empty space above the page title (style only: takes no room in the page)."""
+    st.html(COMPACT_CSS)
+
+
+def ago(t: float | None) -> str:
+    if not t:
+        return "-"
+    s = max(0, time.time() - t)
+    if s < 60:
+        return f"{s:.0f} s ago"
+    if s < 3600:
+        return f"{s / 60:.0f} min ago"
+    if s < 86400:
+        return f"{s / 3600:.1f} h ago"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def duration(rec: Any) -> str:
+    if not rec.started:
+        return "-"
+    end = rec.ended or time.time()
+    s = max(0, end - rec.started)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+ACTIVE_STATUSES = ("queued", "running")
+
+
+def cached_metrics(cache_name: str, run_ids: list[str], statuses: dict[str, str]):
+    """All metrics of these runs, reading from the store only the rows newer than last time.
+
+    Each refresh asks for ``step >= last step seen`` (inclusive: an eval at that step may
+    land in a later flush than its training metrics) and replaces that step. A run that
+    went from ended to active again (resumed) is read afresh, since its steps after the
+    checkpoint were rewritten. Ended runs are read once more after they end, then kept.
+    """
+    import pandas as pd
+
+    cache: dict[str, Any] = st.session_state.setdefault(f"{cache_name}.cache", {})
+    seen: dict[str, str] = st.session_state.setdefault(f"{cache_name}.cache_status", {})
+    st_ = store()
+    frames = []
+    for rid in run_ids:
+        status = statuses.get(rid, "")
+        old, final = cache.get(rid, (None, False))
+        if seen.get(rid) not in (None, *ACTIVE_STATUSES) and status in ACTIVE_STATUSES:
+            old, final = None, False  # resumed
+        seen[rid] = status
+        if old is not None and final and status not in ACTIVE_STATUSES:
+            frames.append(old)
+            continue
+        since = int(old["step"].max()) if old is not None and not old.empty else None
+        new = st_.metrics(rid, since_step=since)
+        if old is None or old.empty:
+            merged = new
+        elif new.empty:
+            merged = old
+        else:
+            merged = pd.concat([old[old["step"] < since], new], ignore_index=True)
+        cache[rid] = (merged, status not in ACTIVE_STATUSES)
+        frames.append(merged)
+    for rid in list(cache):
+        if rid not in run_ids:
+            del cache[rid]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "step", "name", "value", "wall_time"])
+    return pd.concat(frames, ignore_index=True)
