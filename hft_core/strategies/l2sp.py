@@ -39,17 +39,20 @@ class L2SP(Hooks):
     def __init__(self, cfg: L2SPConfig) -> None:
         self.cfg = cfg
         self.backbone: list[tuple[nn.Parameter, torch.Tensor]] = []
-        self.head: list[nn.Parameter] = []
+        self.model: nn.Module | None = None
 
     def setup(self, model: nn.Module, ctx: StrategyContext) -> nn.Module:
         # parameter objects, not names: LoRA (set up later) renames but keeps them
         self.backbone = [(p, p.detach().to(ctx.device, copy=True)) for _, p in anatomy.backbone_parameters(model)]
-        self.head = [p for _, p in anatomy.head_parameters(model)]
+        self.model = model
         return model
 
     def extra_losses(self, out: Any, batch: Batch, ctx: StrategyContext) -> dict[str, torch.Tensor]:
         pairs = [(p, _on(w0, p)) for p, w0 in self.backbone if p.requires_grad]
-        head = [p for p in self.head if p.requires_grad]
+        # looked up each step: LoRA (set up later) trains a copy of the head (modules_to_save).
+        # Modules other strategies attach (hft_*, e.g. the aux LM head) are not the task head.
+        head = [p for n, p in anatomy.head_parameters(self.model)
+                if p.requires_grad and anatomy.ATTACHED_PREFIX not in n]
         terms = {"l2sp": losses.l2sp_penalty([p for p, _ in pairs], [w0 for _, w0 in pairs], self.cfg.beta)}
         if head:
             terms["l2_head"] = losses.l2_penalty(head, self.cfg.gamma)
