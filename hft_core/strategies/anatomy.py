@@ -14,6 +14,8 @@ with the ``hft_`` prefix, so other strategies can tell them apart and
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -124,6 +126,26 @@ def reset_parameters(module: nn.Module, std: float, generator: torch.Generator) 
 
 def _normal_(t: torch.Tensor, std: float, generator: torch.Generator) -> None:
     t.copy_(torch.randn(t.shape, generator=generator, dtype=torch.float32).mul_(std).to(t.dtype))
+
+
+def saved_label_count(source: str) -> int | None:
+    """Labels of the classifier saved with ``source`` (0 = saved without one); None if unknown.
+
+    Read from the saved config, before loading: loading for this task would otherwise
+    give a model saved without a trained head a fresh random one, silently.
+    """
+    try:
+        from hft_core import models
+
+        path = Path(models.resolve_path(source))
+    except Exception:
+        return None  # hub ids and sources models.py cannot place: checked after loading instead
+    if source.startswith("tiny:") or not (path / "config.json").is_file():
+        return None
+    d = json.loads((path / "config.json").read_text())
+    if not any("SequenceClassification" in a for a in d.get("architectures") or []):
+        return 0
+    return len(d.get("id2label") or {}) or int(d.get("num_labels", 2))
 
 
 def strip_attached(model: nn.Module) -> nn.Module:

@@ -14,9 +14,7 @@ Logged terms: loss/task (already weighted by 1 - r), loss/kd, loss/kd_transfer.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -106,26 +104,6 @@ def check_compatible(teacher: nn.Module, student: nn.Module, ctx: StrategyContex
                               f"labels")
 
 
-def saved_label_count(source: str) -> int | None:
-    """Labels of the classifier saved with ``source`` (0 = saved without one); None if unknown.
-
-    Read from the saved config, before loading: loading for this task would otherwise
-    give a teacher without a trained head a fresh random one, silently.
-    """
-    try:
-        from hft_core import models
-
-        path = Path(models.resolve_path(source))
-    except Exception:
-        return None  # hub ids and sources models.py cannot place: checked after loading instead
-    if source.startswith("tiny:") or not (path / "config.json").is_file():
-        return None
-    d = json.loads((path / "config.json").read_text())
-    if not any("SequenceClassification" in a for a in d.get("architectures") or []):
-        return 0
-    return len(d.get("id2label") or {}) or int(d.get("num_labels", 2))
-
-
 class KnowledgeDistillation(Hooks):
     name = "kd"
 
@@ -137,7 +115,7 @@ class KnowledgeDistillation(Hooks):
 
     def setup(self, model: nn.Module, ctx: StrategyContext) -> nn.Module:
         if self.cfg.teacher and ctx.task == "classification":
-            saved = saved_label_count(self.cfg.teacher)
+            saved = anatomy.saved_label_count(self.cfg.teacher)
             if saved == 0:
                 raise ConfigError(f"mix.kd.teacher={self.cfg.teacher!r} was saved without a classification "
                                   f"head (e.g. a pretrained base model), so it has nothing to teach; use a teacher "
