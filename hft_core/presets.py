@@ -103,7 +103,9 @@ class Preset:
 
     @property
     def labels(self) -> list[str]:
-        return [v.label for v in self.variants]
+        """Variant labels, then the labels of post-training results (WiSE-FT: "a=0.0" ... "a=1.0")."""
+        extra = wise_ft_labels(int(self.after["wise_ft"].get("points", 11))) if "wise_ft" in self.after else []
+        return [v.label for v in self.variants] + extra
 
 
 # ---- loading ---------------------------------------------------------------------------
@@ -150,6 +152,18 @@ def parse_preset(d: Any, name: str, path: str = "") -> Preset:
         if missing:
             raise ConfigError(f"{where}: variant {v.label!r} refers to {sorted(missing)} but no variant has that id; "
                               f"ids: {sorted(ids)}")
+    after = dict(d.get("after") or {})
+    unknown_after = set(after) - {"wise_ft"}
+    if unknown_after:
+        raise ConfigError(f"{where}: unknown post-training step(s) {sorted(unknown_after)}; supported: ['wise_ft']")
+    if "wise_ft" in after:
+        w = after["wise_ft"]
+        if not isinstance(w, Mapping) or w.get("of") not in ids:
+            raise ConfigError(f"{where}: after.wise_ft needs 'of': the id of the fine-tuning variant (ids: "
+                              f"{sorted(ids)}), got {w!r}")
+        if int(w.get("points", 11)) < 2:
+            raise ConfigError(f"{where}: after.wise_ft.points={w.get('points')!r}: use at least 2")
+        labels = labels + wise_ft_labels(int(w.get("points", 11)))
     metric = str(d.get("metric", "eval/accuracy"))
     checks = []
     for c in d.get("checks") or []:
@@ -169,7 +183,7 @@ def parse_preset(d: Any, name: str, path: str = "") -> Preset:
     preset = Preset(name=name, title=str(d["title"]), question=str(d["question"]).strip(),
                     expected=str(d["expected"]).strip(), look_for=str(d["look_for"]).strip(), base=dict(d["base"]),
                     variants=tuple(variants), seeds=seeds, metric=metric, lesson=str(d.get("lesson", "")),
-                    minutes=float(d.get("minutes") or 0), checks=tuple(checks), after=dict(d.get("after") or {}),
+                    minutes=float(d.get("minutes") or 0), checks=tuple(checks), after=after,
                     quick=dict(d.get("quick") or {}), result=str(d.get("result") or "").strip(), path=path)
     preset_runs(preset)             # validates every variant now, with the preset's name in the message
     preset_runs(preset, quick=True)
@@ -317,6 +331,8 @@ def submit_preset(manager: Any, preset: Preset, seeds: Iterable[int] | None = No
             ids.append(run_id)
             if v.id:
                 run_of[v.id] = run_id
+        if "wise_ft" in preset.after:
+            ids.append(_wise_ft_in_background(manager, preset, run_of, group, seed))
     return group, ids
 
 
@@ -392,8 +408,85 @@ def summarise_run(store: Any, run_id: str) -> dict[str, float]:
 
 def run_after_steps(preset: Preset, run_of: Mapping[str, str], store: Any, group: str, seed: int, *,
                     quick: bool = False, log: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
-    """Post-training steps named in ``after`` (so far: a WiSE-FT sweep); returns label -> metric values."""
-    raise NotImplementedError(f"preset {preset.name}: post-training steps {sorted(preset.after)} are not supported")
+    """Post-training steps named in ``after`` (a WiSE-FT sweep), here and now; returns label -> metric values."""
+    out: dict[str, dict[str, float]] = {}
+    if "wise_ft" in preset.after:
+        spec = preset.after["wise_ft"]
+        sweep_id = store.create_run(_sweep_config(store, run_of[spec["of"]]), status="running", group=group,
+                                    name=WISE_FT_NAME)
+        t0 = time.perf_counter()
+        rows = record_wise_ft(store, sweep_id, run_of[spec["of"]], int(spec.get("points", 11)))
+        if log:
+            log(f"{preset.name} seed {seed} WiSE-FT sweep: "
+                + ", ".join(f"a={r['alpha']:.1f}: {r.get(preset.metric, float('nan')):.3f}" for r in rows)
+                + f" in {time.perf_counter() - t0:.0f}s (run {sweep_id})")
+        for r in rows:
+            out[f"a={r['alpha']:.1f}"] = {k: v for k, v in r.items() if k != "alpha"}
+    return out
+
+
+WISE_FT_NAME = "WiSE-FT sweep (step = 100 a)"
+
+
+def wise_ft_labels(points: int) -> list[str]:
+    return [f"a={i / (points - 1):.1f}" for i in range(points)]
+
+
+def record_wise_ft(store: Any, sweep_id: str, finetuned_run: str, points: int = 11) -> list[dict[str, float]]:
+    """Run WiSE-FT between ``finetuned_run``'s start and end and record it as run ``sweep_id``.
+
+    Each point a is logged at step round(100 a) with its eval metrics and ``wise_ft/a``, so
+    the Compare page draws the curve with the step axis reading as 100 a.
+    """
+    from hft_core import merge
+
+    try:
+        rows = merge.run_wise_ft(finetuned_run, points=points)
+    except BaseException as e:
+        store.log_event(sweep_id, f"{type(e).__name__}: {e}", "error")
+        store.set_status(sweep_id, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+    for r in rows:
+        store.log_metrics(sweep_id, int(round(100 * r["alpha"])), {"wise_ft/a": r["alpha"],
+                                                                   **{k: v for k, v in r.items() if k != "alpha"}})
+    store.log_event(sweep_id, f"WiSE-FT between the start and the end of run {finetuned_run}: "
+                    + ", ".join(f"a={r['alpha']:.1f} -> " + ", ".join(f"{k}={v:.4g}" for k, v in r.items()
+                                                                         if k != "alpha") for r in rows))
+    store.set_status(sweep_id, "finished")
+    store.flush()
+    return rows
+
+
+def _sweep_config(store: Any, finetuned_run: str) -> RunConfig:
+    cfg = RunConfig.from_dict(store.get_run(finetuned_run).config)
+    return cfg.with_overrides({"name": WISE_FT_NAME})
+
+
+def _wise_ft_in_background(manager: Any, preset: Preset, run_of: Mapping[str, str], group: str, seed: int) -> str:
+    """Store the sweep as a queued run now; a thread waits for the fine-tuning run, then sweeps.
+
+    The thread never touches Streamlit; the pages see the sweep in the store like any run.
+    """
+    import threading
+
+    store = manager.store
+    of = run_of[preset.after["wise_ft"]["of"]]
+    sweep_id = store.create_run(_sweep_config(store, of), status="queued", group=group, name=WISE_FT_NAME)
+
+    def work() -> None:
+        manager.wait(of)
+        if store.get_run(of).status != "finished":
+            store.set_status(sweep_id, "failed", error=f"the fine-tuning run {of} did not finish, so there is "
+                                                     "nothing to interpolate")
+            return
+        store.set_status(sweep_id, "running")
+        try:
+            record_wise_ft(store, sweep_id, of, int(preset.after["wise_ft"].get("points", 11)))
+        except Exception:
+            pass  # recorded as failed, with the error, by record_wise_ft
+
+    threading.Thread(target=work, daemon=True, name=f"hft-wise-ft:{sweep_id}").start()
+    return sweep_id
 
 
 # ---- results ---------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_quick_mode_runs(preset, tmp_path, monkeypatch):
     with RunStore(tmp_path) as store:
         outcome = P.run_preset_here(preset, quick=True, store=store)
         runs = store.list_runs(group=outcome.extra["group"])
-        assert len(runs) == len(preset.variants)
+        assert len(runs) == len(preset.variants) + (1 if "wise_ft" in preset.after else 0)
         assert {r.status for r in runs} == {"finished"}
     for label in preset.labels:
         assert outcome.values.get(label), f"{preset.name}/{label}: no {preset.metric}"
@@ -150,3 +150,27 @@ def test_a_preset_file_gives_a_run_config_for_train_config(tmp_path):
     plain = tmp_path / "plain.yaml"
     plain.write_text(RunConfig(model="tiny:bert").to_yaml())
     assert not P.is_preset_file(plain) and P.load_run_config(plain).model == "tiny:bert"
+
+
+def test_wise_ft_sweep_is_recorded_as_a_run_after_the_fine_tuning(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    from hft_core.runs import RunManager
+    from hft_core.store import RunStore
+
+    preset = P.load_preset("wise_ft")
+    with RunStore(tmp_path) as store:
+        manager = RunManager(store)
+        group, ids = P.submit_preset(manager, preset, quick=True)
+        assert len(ids) == 2
+        manager.wait()
+        sweep = store.get_run(ids[1])
+        for _ in range(600):  # the sweep thread starts when the fine-tuning run has finished
+            sweep = store.get_run(ids[1])
+            if sweep.status in ("finished", "failed"):
+                break
+            import time
+            time.sleep(0.1)
+        assert sweep.status == "finished" and sweep.group == group, sweep.error
+        df = store.metrics(ids[1], ["eval/accuracy"])
+        assert sorted(df["step"]) == list(range(0, 101, 10))
+        manager.shutdown()
