@@ -47,6 +47,10 @@ def report(outcome: P.Outcome, out=sys.stdout) -> None:
         print(f"   {label:{width}}  {p.metric} = {fmt(mean, sd, p.metric)}   {took}", file=out)
     per_seed = sum(statistics.fmean(s) for s in outcome.seconds.values() if s)
     print(f"   one comparison (all variants, one seed): {per_seed:.0f} s (preset states {p.minutes:g} min)", file=out)
+    for label, lines in outcome.extra.get("samples", {}).items():
+        print(f"   sample answers, {label} (seed {outcome.preset.seeds[0]}):", file=out)
+        for line in lines:
+            print(f"     {line[:300]}", file=out)
     for check, held in outcome.check_results:
         mark = {True: "held", False: "DID NOT HOLD", None: "not measured"}[held]
         extra = ""
@@ -73,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HFT_HOME"] = args.home
     from hft_core.store import RunStore
 
-    chosen = [p for p in P.list_presets() if (not args.only or p.name in args.only) and p.name not in args.skip]
-    unknown = set(args.only) - {p.name for p in chosen}
+    every = {p.name: p for p in P.list_presets()}
+    names = args.only or list(every)  # --only: in the order given
+    unknown = set(names) - set(every)
+    chosen = [every[n] for n in names if n in every and n not in args.skip]
     if unknown:
         print(f"unknown preset(s) {sorted(unknown)}; have {[p.name for p in P.list_presets()]}", file=sys.stderr)
         return 2

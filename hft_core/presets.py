@@ -356,6 +356,7 @@ def run_preset_here(preset: Preset, seeds: Iterable[int] | None = None, *, quick
     per_label: dict[str, dict[str, list[float]]] = {}
     seconds: dict[str, list[float]] = {}
     run_ids: dict[str, list[str]] = {}
+    sample_lines: dict[str, list[str]] = {}   # causal-lm: the generations logged at the end (first seed)
     for seed in seeds:
         run_of: dict[str, str] = {}
         for v in ordered(preset):
@@ -374,6 +375,9 @@ def run_preset_here(preset: Preset, seeds: Iterable[int] | None = None, *, quick
             run_ids.setdefault(v.label, []).append(run_id)
             if v.id:
                 run_of[v.id] = run_id
+            samples = [m for _, _, m in store.events(run_id) if m.startswith("sample at step")]
+            if samples:
+                sample_lines.setdefault(v.label, samples)
             summary = summarise_run(store, run_id)
             for k, val in summary.items():
                 per_label.setdefault(v.label, {}).setdefault(k, []).append(val)
@@ -385,7 +389,7 @@ def run_preset_here(preset: Preset, seeds: Iterable[int] | None = None, *, quick
                     per_label.setdefault(label, {}).setdefault(k, []).append(val)
     values = {label: d.get(preset.metric, []) for label, d in per_label.items()}
     return Outcome(preset, values, judge(preset, per_label), seconds, {"per_label": per_label, "group": group,
-                                                                       "run_ids": run_ids})
+                                                                       "run_ids": run_ids, "samples": sample_lines})
 
 
 THROUGHPUT = ("samples_per_s", "tokens_per_s")

@@ -136,6 +136,8 @@ def test_quick_mode_runs(preset, tmp_path, monkeypatch):
     for label in preset.labels:
         assert outcome.values.get(label), f"{preset.name}/{label}: no {preset.metric}"
     assert len(outcome.check_results) == len(preset.checks)
+    if preset.base.get("task") == "causal-lm":  # sample answers before and after
+        assert set(outcome.extra["samples"]) == set(preset.labels)
 
 
 def test_a_preset_file_gives_a_run_config_for_train_config(tmp_path):
