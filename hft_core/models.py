@@ -123,7 +123,7 @@ def load_model(source: str, task: str, num_labels: int = 0, *, pretrained: bool 
                          "decoder such as bundled:smollm2-135m or tiny:gpt2, or task classification")
     if config.pad_token_id is None:
         config.pad_token_id = _pad_id(source, config)  # sequence classification on a decoder needs it
-    if task == "classification":
+    if task == "classification" and config.num_labels != num_labels:
         config.num_labels = num_labels  # also resets id2label/label2id to LABEL_0..N-1
     weights = None if (src.kind == "tiny" or not pretrained) else resolve_path(source)
 
