@@ -236,7 +236,7 @@ def test_stop_a_running_run_promptly(store):
     t0 = time.monotonic()
     m.stop(run_id)
     assert m.wait(run_id, timeout=2)
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 1.0  # one 10 ms step, a checkpoint and the status write
     r = store.get_run(run_id)
     assert r.status == "stopped" and r.error is None and checkpoint_step(store.run_dir(run_id)) > 3
 

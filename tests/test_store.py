@@ -186,7 +186,7 @@ def test_logging_never_waits_on_a_locked_database(store):
         t0 = time.perf_counter()
         for step in range(200):
             store.log_metrics(a, step, {"loss": 1.0, "lr": 1e-4})
-        assert time.perf_counter() - t0 < 0.05
+        assert time.perf_counter() - t0 < 0.2  # the lock is held for 0.5 s, SQLite would wait 30 s
         time.sleep(0.5)  # the flusher is now waiting for the lock
     finally:
         blocker.execute("COMMIT")
