@@ -319,6 +319,12 @@ LESSONS: list[Lesson] = [
            r"\theta_{\ell} \sim \mathcal{N}(0, 0.02^2)\ \text{for}\ \ell > L-k,\ \ \theta_\ell = \theta_\ell^{pre}\ \text{otherwise}",
            "Zhang et al. 2021, Revisiting few-sample BERT fine-tuning",
            "Small k can make few-sample runs steadier; large k approaches training from scratch.", "none"),
+    Lesson("mixout", "Mixout: dropout toward the pretrained weights",
+           "Like dropout, but a dropped weight entry is replaced by its pretrained value instead of zero, then "
+           "rescaled so the expected weight is unchanged. It keeps few-sample fine-tuning close to the start.",
+           r"\tilde w = \frac{(1-M)\odot w_0 + M \odot w - p\,w_0}{1-p},\quad M \sim \mathrm{Bernoulli}(1-p)",
+           "Lee, Cho & Kang 2020", "Steadier few-sample runs; identity at eval time, so eval curves are comparable.",
+           "none"),
     Lesson("l2sp", "L2-SP: stay near the start point",
            "Plain weight decay pulls weights toward zero; L2-SP pulls them back toward the pretrained weights, "
            "so a model trained on very few examples cannot wander far from what it knew.",
@@ -417,6 +423,12 @@ def lessons() -> list[Lesson]:
             les = Lesson(les.key, spec.title or les.title, les.plain, les.formula,
                          spec.reference or les.reference, les.look_for, les.picture)
         out.append(les)
+    written = {les.key for les in LESSONS}
+    for name, spec in specs.items():  # a strategy added later still gets a page, from its registry entry
+        if name not in written:
+            out.append(Lesson(name, spec.title, spec.summary, r"\text{see } \texttt{hft\_core/strategies/" +
+                              name.replace("_", r"\_") + r".py}", spec.reference or "(no reference given)",
+                              "Compare its curves with plain fine-tuning on the Compare page.", "none"))
     return out
 
 

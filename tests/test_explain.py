@@ -147,3 +147,11 @@ def test_wise_ft_weights_and_schematic():
 def test_every_lesson_has_text_formula_and_reference():
     for les in explain.lessons():
         assert les.title and les.plain and les.formula and les.reference and les.look_for, les.key
+
+
+def test_every_registered_strategy_has_a_lesson():
+    from hft_core.strategies import base
+
+    keys = {les.key for les in explain.lessons()}
+    assert {s.name for s in base.all_specs()} <= keys
+    assert {s.name for s in base.all_specs()} <= {les.key for les in explain.LESSONS}, "write a lesson for it"
