@@ -4,6 +4,7 @@
     python -m hft_core train --set model=tiny:bert --set max_steps=20          # defaults + overrides
     python -m hft_core train --resume r-3f9a2c                                 # continue a stopped run
     accelerate launch --num_processes 2 -m hft_core train --config cfg.yaml    # DDP; rank 0 writes
+    python -m hft_core preset finetune_vs_scratch --seeds 3        # a teaching preset, all variants
     python -m hft_core list
     python -m hft_core export r-3f9a2c --format csv --out ./export
     python -m hft_core merge wise-ft --a bundled:minilm-l6 --b run:r-3f9a2c
@@ -57,67 +58,94 @@ class ProgressSink:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from hft_core.sinks import MultiSink
-    from hft_core.store import RunStore
     from hft_core.trainer import train
 
-    store = RunStore() if _rank() == 0 else None
+    if _rank() != 0:
+        return _train_other_rank(args)
+    from hft_core.runs import execute_run, prepare_resume
+    from hft_core.store import RunStore
+
+    store = RunStore()
     if args.resume:
-        if store is None:  # other ranks only need the folder
-            from hft_core.home import run_dir
-            cfg, run_id, out_dir = None, args.resume, run_dir(args.resume)
-        else:
-            rec = store.get_run(args.resume)
-            cfg, run_id, out_dir = rec.cfg, rec.id, store.run_dir(rec.id)
-        if cfg is None:
-            import yaml
-            cfg = RunConfig.from_dict(yaml.safe_load((out_dir / "run_config.yaml").read_text()))
+        run_id = args.resume
+        cfg = store.get_run(run_id).cfg
+        resume = prepare_resume(store, run_id)
     else:
-        cfg = RunConfig.load(args.config) if args.config else RunConfig()
-        cfg = cfg.with_overrides(parse_set(args.set or []))
-        run_id = out_dir = None
-    if args.print_config:
-        print(cfg.to_yaml())
-        return 0
+        cfg = _load_config(args)
+        if args.print_config:
+            print(cfg.to_yaml())
+            return 0
+        run_id = store.create_run(cfg, status="queued", device=cfg.device, group=cfg.group, name=cfg.name)
+        resume = False
+    print(f"run {run_id}: {cfg.model} on {cfg.data}, {cfg.max_steps} steps; store {store.path}", file=sys.stderr)
+    progress = None if args.quiet else ProgressSink(cfg.max_steps)
+
+    def train_with_progress(cfg, sink, **kw):
+        return train(cfg, MultiSink(sink, progress), **kw)
 
     stop = threading.Event()
-    progress = ProgressSink(cfg.max_steps) if _rank() == 0 and not args.quiet else None
-    if store is not None:
-        if run_id is None:
-            run_id = store.create_run(cfg, status="running", device=cfg.device, group=cfg.group, name=cfg.name)
-        else:
-            store.set_status(run_id, "running")
-        out_dir = store.run_dir(run_id)
-        sink = MultiSink(store.sink(run_id), progress)
-        print(f"run {run_id}: {cfg.model} on {cfg.data}, {cfg.max_steps} steps; store {store.path}", file=sys.stderr)
-    else:
-        sink = None
-    if out_dir is None:  # non-zero rank of a fresh DDP run: rank 0 saves
-        out_dir = None
     try:
-        result = train(cfg, sink, stop, out_dir=out_dir, resume=bool(args.resume))
-    except KeyboardInterrupt:
-        if store is not None:
-            store.set_status(run_id, "stopped", error="interrupted from the keyboard")
-            store.close()
+        status = execute_run(store, run_id, train_with_progress, stop, resume=resume)
+    except KeyboardInterrupt:  # Ctrl-C between steps: keep what was logged, say how to go on
+        store.flush()
+        store.set_status(run_id, "stopped", error="interrupted from the keyboard")
         print(f"\nstopped; resume with: python -m hft_core train --resume {run_id}", file=sys.stderr)
         return 130
-    except BaseException as e:
-        if store is not None:
-            import traceback
-            store.log_event(run_id, f"{type(e).__name__}: {e}", "error")
-            store.set_status(run_id, "failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-            store.close()
-        raise
     finally:
         if progress is not None:
             progress.close()
-    if store is not None:
-        store.set_status(run_id, result.status)
-        store.close()
-        print(f"run {run_id} {result.status} at step {result.step}")
-        for k, v in result.metrics.items():
-            print(f"  {k} = {v:.4f}")
-        print(f"checkpoint: {result.checkpoint}")
+    rec = store.get_run(run_id)
+    last = store.last_metrics(run_id)
+    store.close()
+    if status == "failed":
+        print(f"error: run {run_id} failed: {rec.error}", file=sys.stderr)
+        return 1
+    print(f"run {run_id} {status} at step {int(last.get('step', 0))}")
+    for k in sorted(k for k in last if k.startswith("eval/")):
+        print(f"  {k} = {last[k]:.4f}")
+    print(f"checkpoint: {rec.checkpoint_dir}")
+    return 0
+
+
+def _load_config(args: argparse.Namespace) -> RunConfig:
+    """--config (a plain config or a preset file + --variant) then --set overrides."""
+    from hft_core.presets import load_run_config
+
+    cfg = load_run_config(args.config, args.variant) if args.config else RunConfig()
+    return cfg.with_overrides(parse_set(args.set or []))
+
+
+def _train_other_rank(args: argparse.Namespace) -> int:
+    """Ranks > 0 of `accelerate launch`: train in lockstep; rank 0 owns the store and checkpoints."""
+    from hft_core.home import run_dir
+    from hft_core.trainer import train
+
+    if args.resume:
+        import yaml
+        cfg = RunConfig.from_dict(yaml.safe_load((run_dir(args.resume) / "run_config.yaml").read_text()))
+        train(cfg, None, threading.Event(), out_dir=run_dir(args.resume), resume=True)
+    else:
+        train(_load_config(args), None, threading.Event())
+    return 0
+
+
+def cmd_preset(args: argparse.Namespace) -> int:
+    from hft_core.presets import list_presets, load_preset, run_preset_here
+
+    if not args.name:
+        for p in list_presets():
+            print(f"{p.name:24} {p.title}\n{'':24} {p.question}")
+        return 0
+    preset = load_preset(args.name)
+    seeds = list(range(args.seeds)) if args.seeds else None
+    outcome = run_preset_here(preset, seeds, quick=args.quick, log=print)
+    print(f"\n{preset.title} ({preset.metric}, mean ± sd over {len(seeds or [0])} seed(s))")
+    for label in outcome.values:
+        mean, sd = outcome.mean_sd(label)
+        print(f"  {label:32} {mean:.4f} ± {sd:.4f}")
+    for check, held in outcome.check_results:
+        print(f"  expected: {check.describe()}: {'held' if held else 'did NOT hold' if held is False else 'not measurable'}")
+    print(f"open the group {outcome.extra.get('group')!r} on the Compare page to see the curves")
     return 0
 
 
@@ -167,10 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML or JSON config file (e.g. presets/*.yaml)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a field, e.g. --set lr=3e-4 --set mix.blend.alpha=0.5 (repeatable)")
+    t.add_argument("--variant", default="", help="with a preset file as --config: which variant to train")
     t.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/interrupted run from its checkpoint")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_train)
+    pr = sub.add_parser("preset", help="list the teaching presets, or run one (all its variants) here")
+    pr.add_argument("name", nargs="?", default="", help="preset name or YAML path; empty = list them")
+    pr.add_argument("--seeds", type=int, default=0, help="run seeds 0..N-1 (default: the preset's first seed)")
+    pr.add_argument("--quick", action="store_true", help="tiny models, a few steps: seconds, for checking")
+    pr.set_defaults(fn=cmd_preset)
     ls = sub.add_parser("list", help="runs in the store with status and last metrics")
     ls.add_argument("--status", default="")
     ls.add_argument("--group", default="")

@@ -1,0 +1,182 @@
+"""The training loop on tiny models: determinism, logging, stop, divergence, and bad input."""
+import math
+import threading
+
+import pandas as pd
+import pytest
+import torch
+
+from hft_core.config import ConfigError, RunConfig
+from hft_core.sinks import MemorySink
+from hft_core.trainer import TrainingDiverged, train
+
+
+@pytest.fixture(scope="module")
+def toy_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "toy.csv"
+    rows = []
+    for i in range(60):
+        rows.append((f"the striker scored a late goal in match {i}", "sport"))
+        rows.append((f"the bank raised interest rates as shares fell {i}", "business"))
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    return str(path)
+
+
+def tiny(toy_csv, **kw):
+    base = dict(model="tiny:bert", data=toy_csv, batch_size=8, max_length=32, max_steps=6, eval_every=3, n_eval=24,
+                lr=1e-3, seed=0, device="cpu", precision="fp32")
+    return RunConfig(**{**base, **kw})
+
+
+def test_same_seed_same_losses_and_every_metric_logged(toy_csv):
+    a, b = MemorySink(), MemorySink()
+    train(tiny(toy_csv), a)
+    train(tiny(toy_csv), b)
+    la, lb = [v for _, v in a.series("loss")], [v for _, v in b.series("loss")]
+    assert len(la) == 6 and la == lb
+    assert all(math.isfinite(v) for v in la)
+    for key in ("loss/task", "lr", "grad_norm", "samples_per_s", "tokens_per_s", "tokens_seen", "peak_mem_mb",
+                "progress", "eval/accuracy", "eval/macro_f1", "eval/roc_auc", "eval/loss"):
+        assert a.series(key), f"{key} was not logged"
+    assert [s for s, _ in a.series("eval/accuracy")] == [3, 6]   # every eval_every and at the end
+    assert a.last("progress") == 1.0
+    c = MemorySink()
+    train(tiny(toy_csv, seed=1), c)
+    assert [v for _, v in c.series("loss")] != la
+
+
+def test_learns_the_toy_task(toy_csv):
+    sink = MemorySink()
+    result = train(tiny(toy_csv, max_steps=30, eval_every=0), sink)
+    assert result.status == "finished" and result.step == 30
+    assert result.metrics["eval/accuracy"] > 0.9   # two perfectly separable word sets
+
+
+def test_lr_schedule_linear_decay_to_zero(toy_csv):
+    sink = MemorySink()
+    train(tiny(toy_csv, warmup_steps=2, schedule="linear"), sink)
+    lrs = [v for _, v in sink.series("lr")]
+    assert lrs[0] == pytest.approx(1e-3)          # after step 1 of warmup 2: factor for step index 1 = 2/2
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(x >= y for x, y in zip(lrs[1:], lrs[2:]))
+
+
+def test_stop_event_ends_within_one_step_and_keeps_checkpoint(toy_csv, tmp_path):
+    stop = threading.Event()
+
+    class StopAfter2(MemorySink):
+        def log(self, step, values):
+            super().log(step, values)
+            if step == 2 and "loss" in values:
+                stop.set()
+
+    sink = StopAfter2()
+    result = train(tiny(toy_csv, max_steps=50), sink, stop, out_dir=tmp_path)
+    assert result.status == "stopped" and result.step == 2
+    assert (tmp_path / "checkpoint" / "model.safetensors").exists()
+    assert (tmp_path / "checkpoint" / "run_config.yaml").exists()
+    assert max(s for s, _ in sink.series("loss")) == 2
+
+
+def test_checkpoint_is_a_loadable_model_folder(toy_csv, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    result = train(tiny(toy_csv), MemorySink(), out_dir=tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(result.checkpoint)
+    for (n, p), (_, q) in zip(result.model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(p, q), n
+    assert RunConfig.load(str(tmp_path / "checkpoint" / "run_config.yaml")) == tiny(toy_csv)
+
+
+def test_nan_loss_stops_with_message_and_keeps_metrics_and_checkpoint(toy_csv, tmp_path, monkeypatch):
+    from hft_core.tasks import ClassificationTask
+
+    real_loss = ClassificationTask.loss
+    calls = {"n": 0}
+
+    def loss_turning_nan_at_step_4(self, out, batch):   # steps 1-3 fine, then NaN
+        calls["n"] += 1
+        value = real_loss(self, out, batch)
+        return value * float("nan") if calls["n"] == 4 else value
+
+    monkeypatch.setattr(ClassificationTask, "loss", loss_turning_nan_at_step_4)
+    sink = MemorySink()
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 3.*checkpoint.*kept.*lower lr"):
+        train(tiny(toy_csv, max_steps=10, eval_every=0), sink, out_dir=tmp_path)
+    assert [s for s, _ in sink.series("loss")] == [1, 2, 3], "metrics before the divergence are kept"
+    state = torch.load(tmp_path / "checkpoint" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 3, "the checkpoint is the last good step"
+    assert any(level == "error" and "loss became" in msg for level, msg in sink.events)
+
+
+def test_causal_lm_on_tiny_gpt2_lowers_loss():
+    sink = MemorySink()
+    cfg = RunConfig(model="tiny:gpt2", task="causal-lm", data="bundled:qa", batch_size=8, max_length=48,
+                    max_steps=25, eval_every=0, n_train=64, n_eval=32, lr=3e-3, device="cpu", precision="fp32")
+    result = train(cfg, sink)
+    losses = [v for _, v in sink.series("loss/task")]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert "eval/perplexity" in result.metrics
+    assert any(msg.startswith("sample at step") for _, msg in sink.events)
+
+
+# ---- bad input: a clear error that names the problem and the fix -------------------------
+
+def test_unknown_model(toy_csv):
+    from hft_core.models import ModelError
+    with pytest.raises(ModelError, match="tiny:resnet"):
+        train(tiny(toy_csv, model="tiny:resnet"))
+
+
+def test_unknown_bundled_data():
+    from hft_core.data import DataError
+    with pytest.raises(DataError, match="bundled:imagenet"):
+        train(RunConfig(model="tiny:bert", data="bundled:imagenet", device="cpu"))
+
+
+def test_model_that_does_not_fit_the_task():
+    from hft_core.models import ModelError
+    with pytest.raises(ModelError, match="encoder.*causal-lm"):
+        train(RunConfig(model="tiny:bert", task="causal-lm", data="bundled:qa", device="cpu", max_steps=1))
+
+
+def test_missing_columns(tmp_path):
+    from hft_core.data import DataError
+    path = tmp_path / "x.csv"
+    pd.DataFrame({"body": ["a b", "c d"] * 10, "y": [0, 1] * 10}).to_csv(path, index=False)
+    with pytest.raises(DataError, match="body"):   # lists the columns that do exist
+        train(RunConfig(model="tiny:bert", data=str(path), device="cpu", text_column="text"))
+
+
+def test_empty_data(tmp_path):
+    from hft_core.data import DataError
+    path = tmp_path / "empty.csv"
+    path.write_text("text,label\n")
+    with pytest.raises(DataError, match="(?i)empty|no rows|0 rows"):
+        train(RunConfig(model="tiny:bert", data=str(path), device="cpu"))
+
+
+def test_n_train_larger_than_the_data(toy_csv):
+    from hft_core.data import DataError
+    with pytest.raises(DataError, match="n_train=5000"):
+        train(tiny(toy_csv, n_train=5000))
+
+
+def test_out_of_range_values():
+    with pytest.raises(ConfigError, match="max_steps=0"):
+        RunConfig(max_steps=0)
+    with pytest.raises(ConfigError, match="alpha"):
+        RunConfig(mix={"blend": {"alpha": 1.5}})
+
+
+def test_precision_the_device_cannot_do(toy_csv):
+    from hft_core.precision import PrecisionError
+    with pytest.raises(PrecisionError, match="fp16.*CPU"):
+        train(tiny(toy_csv, precision="fp16"))
+
+
+def test_bf16_autocast_runs_on_cpu(toy_csv):
+    sink = MemorySink()
+    train(tiny(toy_csv, precision="bf16", max_steps=3, eval_every=0), sink)
+    assert all(math.isfinite(v) for _, v in sink.series("loss"))
+    assert any("bf16" in msg for _, msg in sink.events)
