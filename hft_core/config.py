@@ -153,6 +153,8 @@ class RunConfig:
     warmup_steps: int = param(0, "Linear warmup steps.")
     max_grad_norm: float = param(1.0, "Clip the gradient norm to this; 0 = no clipping.")
     eval_every: int = param(20, "Evaluate every this many steps (and always at the end); 0 = only at the end.")
+    eval_at_start: bool = param(False, "Also evaluate before the first step (a step-0 point on the eval curves, "
+                                "and the untrained model's sample answers for causal-lm).")
     log_every: int = param(1, "Log training metrics every this many steps.")
     checkpoint_every: int = param(0, "Save a resumable checkpoint every this many steps; 0 = only at the end.")
     seed: int = param(0, "Seed for the data split, order, initialisation and augmentation.")

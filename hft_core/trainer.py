@@ -120,9 +120,12 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
 
     # ---- 4. the loop -------------------------------------------------------------
     rank, world = accelerator.process_index, accelerator.num_processes
+    final_metrics: dict[str, float] = {}
+    if cfg.eval_at_start and start_step == 0:
+        final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, 0, mix, main,
+                                  accelerator, samples=True)
     model.train()
     step = start_step
-    final_metrics: dict[str, float] = {}
     status = "finished"
     t_last = time.perf_counter()
     while step < cfg.max_steps:
@@ -286,14 +289,14 @@ def _make_scheduler(cfg: RunConfig, optimizer) -> torch.optim.lr_scheduler.Lambd
 
 
 def _evaluate(task, model, tokenizer, dataset, cfg, device, plan, sink, step, mix, main, accelerator,
-              final: bool = False) -> dict[str, float]:
+              final: bool = False, samples: bool = False) -> dict[str, float]:
     """Eval on rank 0; writes eval/* metrics and, at the end, eval_report.json beside the checkpoint."""
     metrics: dict[str, float] = {}
     if main:
         eval_model = model
         report = task.evaluate(eval_model, tokenizer, dataset.eval, batch_size=max(cfg.batch_size, 32),
                                max_length=cfg.max_length, device=device, label_names=dataset.label_names,
-                               autocast=autocast(plan, device.type), num_samples=3 if final else 0)
+                               autocast=autocast(plan, device.type), num_samples=3 if final or samples else 0)
         metrics = {f"eval/{k}": v for k, v in report.metrics.items()}
         sink.log(step, metrics)
         for s in report.samples:

@@ -180,3 +180,9 @@ def test_bf16_autocast_runs_on_cpu(toy_csv):
     train(tiny(toy_csv, precision="bf16", max_steps=3, eval_every=0), sink)
     assert all(math.isfinite(v) for _, v in sink.series("loss"))
     assert any("bf16" in msg for _, msg in sink.events)
+
+
+def test_eval_at_start_gives_a_step_zero_point(toy_csv):
+    sink = MemorySink()
+    train(tiny(toy_csv, max_steps=2, eval_every=0, eval_at_start=True), sink)
+    assert [s for s, _ in sink.series("eval/accuracy")] == [0, 2]
