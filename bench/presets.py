@@ -46,7 +46,10 @@ def report(outcome: P.Outcome, out=sys.stdout) -> None:
         took = f"{statistics.fmean(secs):5.0f} s/run" if secs else ""
         print(f"   {label:{width}}  {p.metric} = {fmt(mean, sd, p.metric)}   {took}", file=out)
     per_seed = sum(statistics.fmean(s) for s in outcome.seconds.values() if s)
-    print(f"   one comparison (all variants, one seed): {per_seed:.0f} s (preset states {p.minutes:g} min)", file=out)
+    cpu = sum(statistics.fmean(s) for s in outcome.extra.get("cpu_seconds", {}).values() if s)
+    print(f"   one comparison (all variants, one seed): {per_seed:.0f} s wall, {cpu:.0f} s CPU "
+          f"(so {cpu / max(1, os.cpu_count() or 1) / 60:.1f}-{cpu / 60:.1f} min on an idle {os.cpu_count()}-core machine; "
+          f"preset states {p.minutes:g} min; load average now {os.getloadavg()[0]:.1f})", file=out)
     for label, lines in outcome.extra.get("samples", {}).items():
         print(f"   sample answers, {label} (seed {outcome.preset.seeds[0]}):", file=out)
         for line in lines:

@@ -356,13 +356,14 @@ def run_preset_here(preset: Preset, seeds: Iterable[int] | None = None, *, quick
     per_label: dict[str, dict[str, list[float]]] = {}
     seconds: dict[str, list[float]] = {}
     run_ids: dict[str, list[str]] = {}
+    cpu_seconds: dict[str, list[float]] = {}  # CPU time of this process: wall time on a busy machine misleads
     sample_lines: dict[str, list[str]] = {}   # causal-lm: the generations logged at the end (first seed)
     for seed in seeds:
         run_of: dict[str, str] = {}
         for v in ordered(preset):
             cfg = variant_config(preset, v, seed, quick=quick, resolve=run_of, group=group)
             run_id = store.create_run(cfg, status="running", device=cfg.device, group=group, name=v.label)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 result = train(cfg, store.sink(run_id), threading.Event(), out_dir=store.run_dir(run_id))
             except BaseException as e:
@@ -372,6 +373,7 @@ def run_preset_here(preset: Preset, seeds: Iterable[int] | None = None, *, quick
             store.flush()
             took = time.perf_counter() - t0
             seconds.setdefault(v.label, []).append(took)
+            cpu_seconds.setdefault(v.label, []).append(time.process_time() - c0)
             run_ids.setdefault(v.label, []).append(run_id)
             if v.id:
                 run_of[v.id] = run_id
@@ -389,7 +391,8 @@ def run_preset_here(preset: Preset, seeds: Iterable[int] | None = None, *, quick
                     per_label.setdefault(label, {}).setdefault(k, []).append(val)
     values = {label: d.get(preset.metric, []) for label, d in per_label.items()}
     return Outcome(preset, values, judge(preset, per_label), seconds, {"per_label": per_label, "group": group,
-                                                                       "run_ids": run_ids, "samples": sample_lines})
+                                                                       "run_ids": run_ids, "samples": sample_lines,
+                                                                       "cpu_seconds": cpu_seconds})
 
 
 THROUGHPUT = ("samples_per_s", "tokens_per_s")
