@@ -71,8 +71,8 @@ def picture_temperature() -> None:
     c2.metric("entropy at T (bits)", f"{explain.entropy_bits(pT):.3f}")
     c3.metric("entropy at T=1 (bits)", f"{explain.entropy_bits(p1):.3f}")
     fig = _fig(f"A teacher's prediction for a politics article, softmax(logits / {T:g})", "class", "probability")
-    fig.add_bar(x=classes, y=p1, name="T = 1", opacity=0.45)
-    fig.add_bar(x=classes, y=pT, name=f"T = {T:g}")
+    fig.add_bar(x=classes, y=p1, name="T = 1", marker_color="#9e9e9e")
+    fig.add_bar(x=classes, y=pT, name=f"T = {T:g}", marker_color="#d62728")
     fig.update_layout(barmode="group", yaxis_range=[0, 1])
     st.plotly_chart(fig, key="temperature_chart")
     st.caption(f"Teacher logits {logits}. At T = 1 the student learns almost only 'politics'; a higher T "
