@@ -120,6 +120,9 @@ def chart_panel() -> None:
             st.caption("Latest paired delta: " + "; ".join(
                 f"{labels.get(r.run_id, r.run_id)} {r.delta:+.4g}{' ' + unit if unit else ''} at step {r.step}"
                 for r in last.itertuples()))
+    empty = [rid for rid in fresh if df.empty or not (df["run_id"] == rid).any()]
+    if empty:
+        st.caption("No points yet: " + ", ".join(f"{labels.get(r, r)} ({statuses[r]})" for r in empty))
     if any(s in ACTIVE for s in statuses.values()):
         st.caption("Some of these runs are still training: the charts refresh every 2 s.")
     ss["compare.last_df"] = df

@@ -70,7 +70,7 @@ def _progress_text(rec, df: pd.DataFrame, queue_pos: int | None) -> tuple[float,
 
 
 def _run_row(rec, df: pd.DataFrame, queue_pos: int | None, color: str) -> None:
-    with st.container(border=True):
+    with st.container(border=True, key=f"run-{rec.id}"):
         a, b, c = st.columns([3.8, 5, 1.4], vertical_alignment="center")
         a.markdown(f"<span style='color:{color}'>━━</span> **{rec.name or rec.id}** · `{rec.id}` · "
                    f"{ui_state.status_badge(rec.status)}", unsafe_allow_html=True)

@@ -206,6 +206,25 @@ def check_upload(up) -> None:
     ss["f.upload_error"] = None
     ss["f.upload_path"] = str(save_upload(up.name, content))
     ss["cfg.text_column"], ss["cfg.label_column"] = text_col or "", label_col or ""
+    n_train = int(ss.get("cfg.n_train", 0))
+    if n_train and n_train > len(df) * (1 - float(ss.get("cfg.eval_fraction", 0.2))):
+        ss["cfg.n_train"] = 0
+        ss["f.upload_note"] = (f"n_train was {n_train}, more than {up.name} holds ({len(df)} rows): "
+                               "set to 0, i.e. all training rows.")
+    else:
+        ss["f.upload_note"] = None
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _dry_load(path: str, mtime: float, task: str, text_column: str, label_column: str, n_train: int, n_eval: int,
+              eval_fraction: float, seed: int) -> tuple[int, int, int]:
+    """Load and split a local table exactly as the trainer will: (train, eval, classes) or DataError."""
+    d = data_sources.load_data(path, task, text_column=text_column, label_column=label_column, n_train=n_train,
+                               n_eval=n_eval, eval_fraction=eval_fraction, seed=seed)
+    return len(d.train), len(d.eval), d.num_labels
+
+
+DRY_LOAD_MAX_BYTES = 20 * 2**20  # larger files are checked by the run itself
 
 
 # ---- the page --------------------------------------------------------------------------------
@@ -360,11 +379,23 @@ with tab_data:
             elif not data_error and ss["f.task"] == "classification" and not label_col:
                 data_error = (f"no label column found among {columns}: pick the column that holds the class "
                               "under 'Label column' (or choose the causal-lm task).")
+            p = Path(table_path).expanduser()
+            if not data_error and p.stat().st_size <= DRY_LOAD_MAX_BYTES:
+                try:  # the same load and split the run will do: its errors show here, before Start
+                    n_tr, n_ev, n_cls = _dry_load(str(p), p.stat().st_mtime, ss["f.task"],
+                                                  ss.get("cfg.text_column", ""), ss.get("cfg.label_column", ""),
+                                                  int(ss["cfg.n_train"]), int(ss["cfg.n_eval"]),
+                                                  float(ss["cfg.eval_fraction"]), int(ss["cfg.seed"]))
+                except data_sources.DataError as e:
+                    data_error = str(e)
+                else:
+                    st.caption(f"Text from **{text_col}**" + (f", labels from **{label_col}** ({n_cls} classes)"
+                                                              if ss["f.task"] == "classification" else "")
+                               + f": {n_tr} training and {n_ev} eval examples.")
+            if ss.get("f.upload_note") and choice == fs.UPLOAD:
+                st.info(ss["f.upload_note"])
             if data_error:
                 st.error(data_error)
-            else:
-                st.caption(f"Text from **{text_col}**" + (f", labels from **{label_col}**"
-                                                          if ss["f.task"] == "classification" else ""))
         elif choice in (fs.CUSTOM,):
             col_t.text_input("Text column", key="cfg.text_column", persist_state=PERSIST,
                              help=help_of(RunConfig, "text_column"))
@@ -466,6 +497,8 @@ with summary_box:
         st.caption(f"**Will train** {cfg.model} · {cfg.task} · {Path(cfg.data).name if '/' in cfg.data else cfg.data}"
                    f" · {cfg.max_steps} steps × batch {cfg.batch_size} · lr {cfg.lr:g} · {strategies}{alpha}"
                    f" · {what} on {_resolved_device(cfg.device)}")
+    elif start_clicked or sweep_clicked:
+        st.error(f"Not started: {config_error}", icon=":material/error:")
     else:
         st.error(f"Cannot start yet: {config_error}", icon=":material/error:")
     try:
@@ -498,7 +531,7 @@ if start_clicked or sweep_clicked or preset_clicked:
         else:
             _started(ids, f"preset group {group}")
     elif cfg is None or config_error:
-        message_box.error(f"Not started: {config_error}")
+        pass  # said in the summary above ("Not started: ...")
     elif start_clicked:
         try:
             run_id = mgr.submit(cfg, group=cfg.group, name=cfg.name)

@@ -204,10 +204,28 @@ def test_upload_csv_previews_guesses_columns_and_trains_on_it(lab, home):
     assert not at.error, texts(at, "error")
     assert at.session_state["cfg.text_column"] == "review" and at.session_state["cfg.label_column"] == "sentiment"
     assert at.dataframe  # the preview
+    # the quick demo's n_train=200 is more than the file has: reset to "all", and said so
+    assert at.session_state["cfg.n_train"] == 0 and any("n_train was 200" in i for i in texts(at, "info"))
+    assert any("training and" in c and "2 classes" in c for c in texts(at, "caption"))
     start_button(at).click().run()
     run = store.list_runs()[0]
     assert Path(run.config["data"]).parent == home / "uploads"
     assert Path(run.config["data"]).read_text().startswith("review,sentiment")
+
+
+def test_local_file_is_checked_before_start(lab, home):
+    store, mgr = lab
+    path = home / "tiny.csv"
+    path.write_text("text,label\n" + "\n".join(f"example {i},{i % 2}" for i in range(20)) + "\n")
+    at = app(mgr)
+    at.selectbox(key="f.data_choice").set_value(fs.CUSTOM).run()
+    at.text_input(key="f.data_text").set_value(str(path)).run()
+    errors = " ".join(texts(at, "error"))
+    assert "n_train=200" in errors  # the quick demo asks for more than 20 rows hold
+    start_button(at).click().run()
+    assert store.list_runs() == []
+    at.number_input(key="cfg.n_train").set_value(0).run()
+    assert not at.error, texts(at, "error")
 
 
 def test_bad_upload_shows_a_clear_error_and_starts_nothing(lab):

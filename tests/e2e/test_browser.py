@@ -1,0 +1,202 @@
+"""The app in a real browser, training tiny models for real.
+
+    first curve in three clicks (open, Start, Live shows it)
+    a live chart grows between two screenshots; Stop stops the run
+    a sweep queues several runs; Compare overlays runs from Live
+    upload a CSV, train on it; a bad upload gets a clear error
+
+The runs are tiny (tiny:bert, short texts, few steps) so the file takes a few minutes
+even on a busy 2-core machine. Screenshots: artifacts/screenshots/e2e-*.png (1280x800).
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+LOSS_POINTS_JS = """(name) => {
+  // points of the trace called `name` in the first chart on the page (Live: training loss)
+  const plot = document.querySelector('.js-plotly-plot');
+  if (!plot || !plot._fullData) return 0;
+  const tr = plot._fullData.filter(t => t.name === name || (t.name || '').startsWith(name + ' ('));
+  return tr.length ? Math.max(...tr.map(t => (t.x || []).length)) : 0;
+}"""
+POINTS_JS = """() => {
+  // all points in the first chart on the page
+  const plot = document.querySelector('.js-plotly-plot');
+  if (!plot || !plot._fullData) return 0;
+  return plot._fullData.reduce((n, t) => n + (t.showlegend !== false ? (t.x || []).length : 0), 0);
+}"""
+TRACES_WITH_POINTS_JS = """() => {
+  const plot = document.querySelector('.js-plotly-plot');
+  if (!plot || !plot._fullData) return 0;
+  return plot._fullData.filter(t => t.showlegend !== false && (t.x || []).length > 0).length;
+}"""
+
+
+def open_app(page, path: str = ""):
+    page.goto(page.base_url + "/" + path)
+    page.locator("h1").first.wait_for(timeout=90_000)
+
+
+def widget(page, testid: str, label: str):
+    return page.locator(f'[data-testid="{testid}"]').filter(has_text=label).first
+
+
+def set_number(page, label: str, value) -> None:
+    box = widget(page, "stNumberInput", label).locator("input")
+    box.fill(str(value))
+    box.press("Enter")
+    wait_idle(page)
+
+
+def set_text(page, label: str, value: str) -> None:
+    box = widget(page, "stTextInput", label).locator("input")
+    box.fill(value)
+    box.press("Tab")
+    wait_idle(page)
+
+
+def wait_idle(page, timeout: float = 30) -> None:
+    """Wait until the script is not running (Streamlit shows a status widget while it runs)."""
+    page.wait_for_timeout(300)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            return
+        page.wait_for_timeout(200)
+
+
+def small_run(page, name: str, steps: int) -> None:
+    """On Train: name the run and make it short (tiny:bert quick demo is the default)."""
+    page.get_by_role("tab", name="Training & precision").click()
+    set_number(page, "max steps", steps)
+    set_number(page, "eval every", max(1, steps // 2))
+    widget(page, "stExpander", "More settings").click()
+    set_number(page, "max length", 32)
+    set_text(page, "Run name", name)
+
+
+def run_row(page, name: str):
+    """The Live page's row (status, progress, buttons) of the run called ``name``."""
+    return page.locator('[class*="st-key-run-"]').filter(has_text=name).first
+
+
+def row_status(page, name: str) -> str:
+    row = run_row(page, name)
+    if not row.count():
+        return ""
+    text = row.inner_text()
+    return next((s for s in ("running", "queued", "stopped", "finished", "failed", "interrupted") if s in text), "")
+
+
+def wait_for(cond, timeout: float, what: str, page=None, interval: float = 0.5):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last value {last!r})")
+
+
+@pytest.fixture
+def app(page, app_server):
+    page.base_url = str(app_server)
+    return page
+
+
+def test_first_curve_in_three_clicks_and_it_grows(app, shot):
+    open_app(app)                                                       # 1. open the app: Train, quick demo
+    assert app.locator("h1", has_text="Train").is_visible()
+    shot(app, "e2e-01-train")
+    t0 = time.time()
+    app.get_by_role("button", name="Start", exact=True).click()         # 2. Start
+    app.locator("h1", has_text="Live").wait_for()                       # 3. Live opens by itself
+    first = wait_for(lambda: app.evaluate(TRACES_WITH_POINTS_JS) and app.evaluate(POINTS_JS), 120,
+                     "a first point on the loss chart")
+    print(f"first point {time.time() - t0:.1f} s after Start")
+    shot(app, "e2e-02-live-first-curve")
+    second = wait_for(lambda: (n := app.evaluate(POINTS_JS)) > first and n, 120, "more points after a refresh")
+    shot(app, "e2e-03-live-curve-grown")
+    assert second > first
+    if row_status(app, "bert baseline") == "running":  # a fast machine may be done already
+        run_row(app, "bert baseline").get_by_role("button", name="Stop").click()
+        wait_for(lambda: row_status(app, "bert baseline") in ("stopped", "finished"), 60, "the demo to end")
+    assert not app.console_errors
+
+
+def test_stop_a_long_run(app, shot):
+    open_app(app)
+    small_run(app, "e2e-long", 5000)
+    app.get_by_role("button", name="Start", exact=True).click()
+    app.locator("h1", has_text="Live").wait_for()
+    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-long") >= 1, 120, "a point of e2e-long")
+    assert row_status(app, "e2e-long") == "running"
+    run_row(app, "e2e-long").get_by_role("button", name="Stop").click()
+    wait_for(lambda: row_status(app, "e2e-long") == "stopped", 60, "e2e-long to show as stopped")
+    shot(app, "e2e-04-live-stopped")
+    assert run_row(app, "e2e-long").get_by_role("button", name="Resume").count() == 1
+    assert not app.console_errors
+
+
+CSV = "review,sentiment\n" + "\n".join(
+    f"{'a fine great good film' if i % 2 else 'a dull bad poor film'} number {i},{'pos' if i % 2 else 'neg'}"
+    for i in range(60)) + "\n"
+
+
+def test_upload_csv_and_train_on_it(app, shot, tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text(CSV)
+    open_app(app)
+    widget(app, "stSelectbox", "Data").click()
+    app.get_by_role("option", name=re.compile("Upload a file")).click()
+    wait_idle(app)
+    app.locator('[data-testid="stFileUploader"] input[type=file]').first.set_input_files(str(path))
+    app.get_by_text("Text from").wait_for(timeout=30_000)  # columns guessed, preview shown
+    assert app.get_by_text("review").count() > 0
+    shot(app, "e2e-05-train-upload-preview")
+    small_run(app, "e2e-upload", 6)
+    app.get_by_role("button", name="Start", exact=True).click()
+    app.locator("h1", has_text="Live").wait_for()
+    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-upload") >= 1, 180, "a point of the upload run")
+    shot(app, "e2e-06-live-upload-run")
+    assert not app.console_errors
+
+
+def test_bad_upload_gets_a_clear_error(app, shot, tmp_path):
+    path = tmp_path / "broken.csv"
+    path.write_bytes(b"\x00\x01\x02 not a table \x00\xff")
+    open_app(app)
+    widget(app, "stSelectbox", "Data").click()
+    app.get_by_role("option", name=re.compile("Upload a file")).click()
+    wait_idle(app)
+    app.locator('[data-testid="stFileUploader"] input[type=file]').first.set_input_files(str(path))
+    err = app.get_by_text(re.compile("broken.csv cannot be used"))
+    err.first.wait_for(timeout=30_000)
+    assert "binary" in err.first.inner_text()
+    app.get_by_role("button", name="Start", exact=True).click()
+    app.get_by_text(re.compile("Not started")).first.wait_for(timeout=30_000)
+    shot(app, "e2e-07-train-bad-upload")
+
+
+def test_sweep_queues_runs_and_compare_overlays(app, shot):
+    open_app(app)
+    small_run(app, "sweep", 4)
+    widget(app, "stExpander", "Sweep").click()
+    app.get_by_role("button", name="Start as sweep").click()           # alphas 0, 0.5, 1 (the default)
+    app.locator("h1", has_text="Live").wait_for()
+    wait_for(lambda: all(row_status(app, f"alpha={a}") for a in ("0", "0.5", "1")), 30, "the sweep's 3 runs on Live")
+    shot(app, "e2e-08-live-sweep-queued")
+    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "alpha=0") and app.evaluate(LOSS_POINTS_JS, "alpha=0.5"), 240,
+             "two sweep runs with points")
+    app.get_by_role("button", name="Compare these runs").click()
+    app.locator("h1", has_text="Compare").wait_for()
+    n = wait_for(lambda: app.evaluate(TRACES_WITH_POINTS_JS), 60, "overlaid curves on Compare")
+    assert n >= 2
+    shot(app, "e2e-09-compare-overlay")
+    assert not app.console_errors
