@@ -29,12 +29,11 @@ RunConfig YAML that ``python -m hft_core train --config`` takes.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 

@@ -1,6 +1,5 @@
 """Every teaching notebook runs top to bottom (quick setting: a tiny model, a few steps), and is stored clean."""
 import os
-import sys
 from pathlib import Path
 
 import nbformat
