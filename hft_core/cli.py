@@ -153,6 +153,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from hft_core.store import RunStore
 
     store = RunStore()
+    store.mark_interrupted()  # runs whose owner process died show as interrupted, not running
     runs = store.list_runs(status=args.status or None, group=args.group or None)
     if not runs:
         print(f"no runs in {store.path}")
