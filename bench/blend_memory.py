@@ -12,6 +12,7 @@ the machine's load hits both alike. Prints every run, the medians and
     RESULT blend_vs_plain_peak=<median blended peak / median plain peak>
 
     python bench/blend_memory.py                 # MiniLM-L6, 3 pairs, 5 steps
+    python bench/blend_memory.py --setup-only    # only the after-setup comparison
     python bench/blend_memory.py --reps 1 --model tiny:bert   # seconds, for checking
 """
 from __future__ import annotations
@@ -53,7 +54,10 @@ def child_setup(kind: str, model: str) -> None:
     A finer check than the whole-run peak, which training dominates: if blending kept
     the fresh model, this would be one model's size (~90 MiB for MiniLM) higher. The
     plain side also builds (and drops) a fresh model, so one-off costs of the first
-    from-config build (imports, caches) appear on both sides.
+    from-config build (imports, caches) appear on both sides. Both then read every
+    tensor once: loaded weights are memory-mapped from the safetensors file and only
+    become resident when touched (blending touches them all; training's first
+    forward would), so without this the plain side looks one model smaller.
     """
     import gc
 
@@ -78,6 +82,9 @@ def child_setup(kind: str, model: str) -> None:
                               load_model=lambda src: load_model(src, "classification", 5))
         m = Blend(BlendConfig(alpha=0.5)).setup(m, ctx)
     gc.collect()
+    with torch.no_grad():
+        for t in m.state_dict().values():
+            t.float().sum()  # page the weights in, as the first forward pass would
     n_bytes = sum(t.numel() * t.element_size() for t in m.state_dict().values())
     print(json.dumps({"kind": kind, "rss_mb": psutil.Process().memory_info().rss / 2**20,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -99,6 +106,7 @@ def main() -> int:
     p.add_argument("--model", default="bundled:minilm-l6")
     p.add_argument("--reps", type=int, default=3, help="pairs of (plain, blended) runs")
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--setup-only", action="store_true", help="only the RSS-after-setup comparison (a minute)")
     p.add_argument("--child", choices=["plain", "blend", "setup-plain", "setup-blend"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -116,6 +124,9 @@ def main() -> int:
                   f"(peak {r['peak_rss_mb']:.0f} MiB; the model is {r['model_mb']:.0f} MiB)", flush=True)
     extra = statistics.median(after["blend"]) - statistics.median(after["plain"])
     print(f"after setup, blend - plain = {extra:+.1f} MiB (a kept fresh copy would add ~{r['model_mb']:.0f} MiB)")
+    if args.setup_only:
+        print(f"RESULT blend_minus_plain_after_setup_mb={extra:.1f}")
+        return 0
     peaks: dict[str, list[float]] = {"plain": [], "blend": []}
     for rep in range(args.reps):
         order = ("plain", "blend") if rep % 2 == 0 else ("blend", "plain")
