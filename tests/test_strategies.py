@@ -605,3 +605,17 @@ def test_kd_checks_a_saved_teacher_head_before_loading(tokenizer, tmp_path):
         KnowledgeDistillation(KDConfig(teacher=str(tmp_path / "five"))).setup(tiny_bert(), ctx)
     with pytest.raises(ConfigError, match="without a classification head"):
         KnowledgeDistillation(KDConfig(teacher=str(tmp_path / "body"))).setup(tiny_bert(), ctx)
+
+
+def test_exports_chain_in_setup_order_and_leave_the_live_model_alone(tokenizer):
+    """aux (strip its head) then LoRA (merge a copy), as the trainer calls export_model before saving."""
+    ctx = make_ctx(tokenizer)
+    aux, lora = AuxiliaryLM(AuxConfig()), LoRA(LoRAConfig())
+    model = lora.setup(aux.setup(tiny_bert(), ctx), ctx)
+    live_names = [n for n, _ in model.named_parameters()]
+    exported = lora.export_model(aux.export_model(model))
+    names = [n for n, _ in exported.named_parameters()]
+    assert type(exported) is BertForSequenceClassification
+    assert names == [n for n, _ in tiny_bert().named_parameters()]
+    assert [n for n, _ in model.named_parameters()] == live_names  # still wrapped, head still attached
+    assert any("hft_aux_lm_head" in n for n in live_names)
