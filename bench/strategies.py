@@ -53,6 +53,8 @@ def main() -> int:
     p.add_argument("--n-train", type=int, default=64)
     p.add_argument("--n-eval", type=int, default=0, help="default 200, quick 64")
     p.add_argument("--json", default="", help="also write all numbers to this JSON file")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = torch's default); 1 is much faster on a machine busy with other work")
     p.add_argument("--model", default=MODEL, help="for a smoke test, e.g. tiny:bert (the figures mean nothing then)")
     args = p.parse_args()
     model = args.model
@@ -60,6 +62,10 @@ def main() -> int:
     steps = args.steps or (15 if args.quick else 60)
     n_eval = args.n_eval or (64 if args.quick else 200)
 
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from hft_core import data, merge
     from hft_core.config import RunConfig
     from hft_core.models import load_model, load_tokenizer
