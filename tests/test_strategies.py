@@ -619,3 +619,22 @@ def test_exports_chain_in_setup_order_and_leave_the_live_model_alone(tokenizer):
     assert names == [n for n, _ in tiny_bert().named_parameters()]
     assert [n for n, _ in model.named_parameters()] == live_names  # still wrapped, head still attached
     assert any("hft_aux_lm_head" in n for n in live_names)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.0])
+def test_blend_endpoints_with_a_saved_pretrained_folder(tokenizer, tmp_path, alpha):
+    """Through hft_core.models as the trainer uses it: a saved tiny BERT plays the pretrained model."""
+    from hft_core.models import load_model
+
+    tiny_bert(seed=7).save_pretrained(tmp_path / "pre")
+    src = str(tmp_path / "pre")
+    ctx = make_ctx(tokenizer, seed=2)
+    ctx.fresh_model = lambda seed: load_model(src, "classification", 3, pretrained=False, seed=seed)
+    model = Blend(BlendConfig(alpha=alpha)).setup(load_model(src, "classification", 3, seed=2), ctx)
+    want = load_model(src, "classification", 3, seed=2) if alpha == 1.0 else ctx.fresh_model(fresh_seed(2))
+    for (n, a), (_, b) in zip(model.state_dict().items(), want.state_dict().items()):
+        assert same_bits(a, b), n
+    if alpha == 0.0:  # and it really is a fresh init, not the saved weights
+        saved = load_model(src, "classification", 3, seed=2)
+        assert not torch.equal(model.bert.encoder.layer[0].output.dense.weight,
+                               saved.bert.encoder.layer[0].output.dense.weight)
