@@ -55,6 +55,22 @@ def one_run(cfg: RunConfig, store: RunStore | None) -> tuple[float, float]:
     return statistics.median(probe.samples_per_s[1:] or probe.samples_per_s), wall
 
 
+def direct_cost(store: RunStore, names: list[str], n: int = 2000) -> tuple[float, float]:
+    """Microseconds per step of (log_metrics on the training thread, the flusher's write of those rows):
+    a load-independent view of the cost, next to the end-to-end comparison."""
+    run_id = store.create_run(RunConfig(model="tiny:bert"), status="finished", name="direct-cost")
+    values = {k: 1.0 for k in names}
+    store.flush()
+    t0 = time.perf_counter()
+    for step in range(n):
+        store.log_metrics(run_id, step, values)
+    t1 = time.perf_counter()
+    store.flush()
+    t2 = time.perf_counter()
+    store.delete_run(run_id)
+    return (t1 - t0) / n * 1e6, (t2 - t1) / n * 1e6
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="bundled:minilm-l6")
@@ -79,6 +95,8 @@ def main() -> None:
                 results[kind].append(sps)
                 print(f"repeat {i + 1} {kind:7s} {sps:8.2f} samples/s   train() {wall:6.1f} s", flush=True)
         rows = len(store.metrics([r.id for r in store.list_runs()]))
+        names = sorted(set(store.metrics(store.list_runs()[0].id).name))
+        log_us, flush_us = direct_cost(store, names)
         store.close()
 
     med = {k: statistics.median(v) for k, v in results.items()}
@@ -89,6 +107,10 @@ def main() -> None:
     print(f"{'sink':8s} {'median samples/s':>17s}   all")
     for k in ("nosink", "store"):
         print(f"{k:8s} {med[k]:17.2f}   {', '.join(f'{x:.2f}' for x in results[k])}")
+    step_us = 1e6 * args.batch_size / med["nosink"]
+    print(f"direct cost per step ({len(names)} metrics): log_metrics {log_us:.1f} us on the training thread, "
+          f"{flush_us:.1f} us in the flusher = {100 * (log_us + flush_us) / step_us:.3f}% of a "
+          f"{step_us / 1000:.0f} ms step")
     print(f"RESULT store_vs_nosink={ratio:.3f}")
 
 
