@@ -8,7 +8,7 @@ A preset is one YAML file in ``presets/``::
     expected: alpha 1 > alpha 0.5 > alpha 0 in eval accuracy ...
     look_for: what to watch in the curves
     metric: eval/accuracy          # the key metric: the bench's table and the checks use it
-    minutes: 3                     # measured wall time of all variants, one seed, 2 CPU cores
+    minutes: 3                     # wall time of all variants, one seed, on an idle 2-core CPU (estimate)
     base: {model: bundled:minilm-l6, max_steps: 40, ...}      # RunConfig fields
     variants:
       - {label: "alpha 1 (fine-tune)", set: {mix.blend.alpha: 1.0}}   # dotted overrides on base

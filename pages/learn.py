@@ -179,7 +179,7 @@ from hft_core.presets import presets_for  # noqa: E402
 
 for p in presets_for(key):
     with st.container(border=True):
-        st.markdown(f"**Run the experiment: {p.title}** (preset `{p.name}`, about {p.minutes:g} min on a laptop CPU)")
+        st.markdown(f"**Run the experiment: {p.title}** (preset `{p.name}`, an estimated {p.minutes:g} min on an idle 2-core laptop)")
         st.markdown(f"*Question:* {p.question}")
         st.markdown(f"*Expected:* {p.expected}")
         if p.result:
