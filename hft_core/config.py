@@ -156,7 +156,8 @@ class RunConfig:
     eval_at_start: bool = param(False, "Also evaluate before the first step (a step-0 point on the eval curves, "
                                 "and the untrained model's sample answers for causal-lm).")
     log_every: int = param(1, "Log training metrics every this many steps.")
-    checkpoint_every: int = param(0, "Save a resumable checkpoint every this many steps; 0 = only at the end.")
+    checkpoint_every: int = param(50, "Save a resumable checkpoint every this many steps (a killed run resumes "
+                                  "from the last one); 0 = only at the end and when stopped.")
     seed: int = param(0, "Seed for the data split, order, initialisation and augmentation.")
     device: str = param("auto", "'auto' (CUDA if present), 'cpu', 'cuda' or 'cuda:N'.")
     name: str = param("", "A name for the run (shown in charts); empty = generated.")

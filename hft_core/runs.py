@@ -78,6 +78,9 @@ def prepare_resume(store: RunStore, run_id: str) -> bool:
     rec = store.get_run(run_id)
     if rec.status not in RESUMABLE:
         raise ValueError(f"run {run_id} is {rec.status}; only {', '.join(RESUMABLE)} runs can be resumed")
+    from hft_core.trainer import recover_checkpoint
+
+    recover_checkpoint(store.run_dir(run_id))
     step = checkpoint_step(store.run_dir(run_id))
     if step is None:
         if rec.status == "failed":

@@ -61,6 +61,8 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
           out_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
     stop = stop or threading.Event()
     ckpt_dir = Path(out_dir) / "checkpoint" if out_dir else None
+    if resume and out_dir:
+        recover_checkpoint(out_dir)
     if resume and not (ckpt_dir and (ckpt_dir / STATE_FILE).exists()):
         raise FileNotFoundError(f"cannot resume: no checkpoint with {STATE_FILE} in {ckpt_dir}; start the run afresh")
 
@@ -334,6 +336,19 @@ def _save(ckpt_dir: Path, cfg: RunConfig, model, tokenizer, mix, optimizer, sche
     tmp.rename(ckpt_dir)
     if old.exists():
         _rmtree(old)
+
+
+def recover_checkpoint(out_dir: str | Path) -> None:
+    """Mend a checkpoint swap cut short by a kill: ``_save`` renames checkpoint -> checkpoint.old,
+    then checkpoint.tmp -> checkpoint. Killed between the two, the newest complete one is used."""
+    ckpt = Path(out_dir) / "checkpoint"
+    if ckpt.exists():
+        return
+    tmp, old = ckpt.with_name("checkpoint.tmp"), ckpt.with_name("checkpoint.old")
+    if not old.exists():
+        return  # no swap under way: a lone checkpoint.tmp may be half written, never use it
+    # checkpoint.old exists only once checkpoint.tmp is complete: the newer tmp wins
+    (tmp if (tmp / STATE_FILE).exists() else old).rename(ckpt)
 
 
 def _load_state(ckpt_dir: Path, model, optimizer, scheduler, scaler) -> tuple[int, int]:

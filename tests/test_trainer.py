@@ -186,3 +186,46 @@ def test_eval_at_start_gives_a_step_zero_point(toy_csv):
     sink = MemorySink()
     train(tiny(toy_csv, max_steps=2, eval_every=0, eval_at_start=True), sink)
     assert [s for s, _ in sink.series("eval/accuracy")] == [0, 2]
+
+
+def test_resume_survives_a_kill_between_the_two_renames_of_a_checkpoint_swap(toy_csv, tmp_path):
+    from hft_core.trainer import recover_checkpoint
+
+    train(tiny(toy_csv, max_steps=4, checkpoint_every=2, eval_every=0), MemorySink(), out_dir=tmp_path)
+    ckpt = tmp_path / "checkpoint"
+    ckpt.rename(tmp_path / "checkpoint.old")                   # killed after the first rename ...
+    (tmp_path / "checkpoint.old").rename(tmp_path / "checkpoint.tmp")
+    (tmp_path / "checkpoint.tmp").rename(tmp_path / "x")
+    import shutil
+    shutil.copytree(tmp_path / "x", tmp_path / "checkpoint.tmp")  # ... with the new one complete
+    shutil.copytree(tmp_path / "x", tmp_path / "checkpoint.old")
+    recover_checkpoint(tmp_path)
+    assert (ckpt / "trainer_state.pt").exists() and not (tmp_path / "checkpoint.tmp").exists()
+    # a lone, possibly half-written tmp (no swap under way) is never used
+    shutil.rmtree(ckpt)
+    shutil.rmtree(tmp_path / "checkpoint.old")
+    shutil.copytree(tmp_path / "x", tmp_path / "checkpoint.tmp")
+    recover_checkpoint(tmp_path)
+    assert not ckpt.exists()
+
+
+def test_resume_continues_the_same_losses(toy_csv, tmp_path):
+    """Stop at step 3, resume: steps 4..6 match a run that never stopped (data order, optimizer, RNG)."""
+    full = MemorySink()
+    train(tiny(toy_csv, eval_every=0), full)
+    stop = threading.Event()
+
+    class StopAt3(MemorySink):
+        def log(self, step, values):
+            super().log(step, values)
+            if step == 3 and "loss" in values:
+                stop.set()
+
+    first = StopAt3()
+    train(tiny(toy_csv, eval_every=0), first, stop, out_dir=tmp_path)
+    second = MemorySink()
+    train(tiny(toy_csv, eval_every=0), second, out_dir=tmp_path, resume=True)
+    assert [s for s, _ in second.series("loss")] == [4, 5, 6]
+    expected = [v for s, v in full.series("loss") if s > 3]
+    got = [v for _, v in second.series("loss")]
+    assert got == pytest.approx(expected, rel=1e-5)
