@@ -365,6 +365,13 @@ FEW_POINTS = 30  # at or below this many points a line also gets markers: a 2-st
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
+def _say_empty(fig: go.Figure, text: str) -> None:
+    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                       font=dict(size=14, color="#888"))
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+
+
 def _mode(n: int) -> str:
     return "lines+markers" if n <= FEW_POINTS else "lines"
 
@@ -448,8 +455,7 @@ def metric_figure(metrics: pd.DataFrame, metric: str | Sequence[str], *, x: str 
                                      name=f"{label}, {band_name} band", line=dict(color=color, width=2.5, dash=dash),
                                      marker=dict(size=6), legendgroup=f"g{members[0]}{name}"))
     if not fig.data:
-        fig.add_annotation(text="no points yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                           font=dict(size=14, color="#888"))
+        _say_empty(fig, "no points yet")
     return _layout(fig, x=x, y=y_title or axis_title(names[0]), title=title, log_y=log_y, uirevision=uirevision,
                    height=height)
 
@@ -466,8 +472,7 @@ def delta_figure(deltas: pd.DataFrame, metric: str, baseline_label: str, *, x: s
                                  line=dict(color=colors.get(rid) or run_color(rid), width=2), marker=dict(size=6)))
     fig.add_hline(y=0, line=dict(color="#444", width=1, dash="dot"))
     if deltas.empty:
-        fig.add_annotation(text="no steps in common with the baseline yet", showarrow=False, xref="paper",
-                           yref="paper", x=0.5, y=0.5, font=dict(size=14, color="#888"))
+        _say_empty(fig, "no steps in common with the baseline yet")
     label, unit, _ = metric_info(metric)
     y = f"Δ {label} vs {baseline_label}" + (f" ({unit})" if unit else "")
     return _layout(fig, x=x, y=y, title=title, log_y=False, uirevision=uirevision, height=height)

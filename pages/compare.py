@@ -11,6 +11,7 @@ import streamlit as st
 
 from hft_core import charts
 from ui import state as ui_state
+from ui.live_chart import live_chart
 
 ss = st.session_state
 ACTIVE = ("queued", "running")
@@ -106,14 +107,14 @@ def chart_panel() -> None:
     fig = charts.metric_figure(df, metric, x=x, labels=labels, colors=colors, smoothing=smoothing,
                                log_y=bool(ss.get("compare.log")), groups=groups, band=ss["compare.band"],
                                uirevision=f"compare-{metric}-{x}", height=430)
-    st.plotly_chart(fig, key="compare.chart", config={"displaylogo": False}, theme=None)
+    live_chart(fig, key="compare.chart")
     baseline = ss.get("compare.baseline")
     if baseline:
         frame = charts.smooth_frame(charts.series_frame(df, metric, x), smoothing)
         deltas = charts.paired_deltas(frame, baseline)
         dfig = charts.delta_figure(deltas, metric, labels.get(baseline, baseline), x=x, labels=labels, colors=colors,
                                    uirevision=f"delta-{metric}-{x}")
-        st.plotly_chart(dfig, key="compare.delta", config={"displaylogo": False}, theme=None)
+        live_chart(dfig, key="compare.delta")
         if not deltas.empty:
             last = deltas.sort_values("step").groupby("run_id").tail(1)
             unit = charts.metric_info(metric)[1]

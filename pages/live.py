@@ -1,10 +1,11 @@
 """Live: every queued and running run, with progress, ETA and curves that grow by themselves.
 
 The page polls the store, never the training threads: a fragment re-runs every
-second while something is queued or running (and not paused), reads only the rows
-newer than what it already has, and redraws. With nothing active it does not poll
-at all. Each chart keeps a constant ``uirevision`` and key, so a zoom survives the
-refreshes.
+second while something is queued or running, reads only the rows newer than what it
+already has, and redraws. With nothing active it does not poll at all. Charts are
+ui.live_chart components updated in place with a constant ``uirevision``, so a zoom
+survives the refreshes. Pause freezes what is shown (the timer keeps its rhythm:
+changing it would re-create the fragment and its charts, and lose the zoom).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import streamlit as st
 
 from hft_core import charts
 from ui import state as ui_state
+from ui.live_chart import live_chart
 
 ss = st.session_state
 ACTIVE = ["queued", "running"]
@@ -22,9 +24,6 @@ CHART_HEIGHT = 290
 
 store = ui_state.store()
 mgr = ui_state.manager()
-flash = ss.pop("live.flash", None)
-if flash:
-    st.toast(flash, icon=":material/rocket_launch:")
 
 for k, v in {"live.paused": False, "live.recent": 3, "live.x": "step", "live.smoothing": 0.0}.items():
     ss.setdefault(k, v)
@@ -40,9 +39,10 @@ c4.slider("smoothing", 0.0, 0.99, step=0.01, key="live.smoothing",
           help="Debiased exponential moving average (as in TensorBoard); the raw curve stays, faint.")
 
 has_active = bool(store.list_runs(status=ACTIVE, limit=1))
-run_every = REFRESH_S if has_active and not paused else None
-if paused and has_active:
-    st.caption(":material/pause: Paused: the charts are frozen; training continues in the background.")
+run_every = REFRESH_S if has_active else None
+note = st.empty()  # always there: an element appearing above the fragment would change its identity
+if paused and has_active:  # (and a new fragment identity means new charts: the zoom would be lost)
+    note.caption(":material/pause: Paused: the charts are frozen; training continues in the background.")
 
 
 def _progress_text(rec, df: pd.DataFrame, queue_pos: int | None) -> tuple[float, str]:
@@ -106,26 +106,35 @@ def _chart(df: pd.DataFrame, metric, key: str, title: str, labels, colors, **kw)
     fig = charts.metric_figure(df, metric, x=ss["live.x"], labels=labels, colors=colors,
                                smoothing=float(ss["live.smoothing"]), uirevision=f"live-{key}",
                                height=CHART_HEIGHT, **kw)
-    st.plotly_chart(fig, key=f"live.chart.{key}", config={"displaylogo": False}, theme=None)
+    live_chart(fig, key=f"live.chart.{key}")
 
 
-def live_panel() -> None:
+def _snapshot() -> tuple[list, list, pd.DataFrame]:
+    """(active runs, recently ended runs, their metrics) as of now."""
     active = store.list_runs(status=ACTIVE)
-    if not active and ss.get("live.polling"):
-        ss["live.polling"] = False
-        st.rerun()  # the last run ended: redraw the page once, now without the timer
-    ss["live.polling"] = bool(active) and not ss["live.paused"]
     ended = sorted(store.list_runs(status=DONE, limit=50), key=lambda r: r.ended or r.created, reverse=True)
     ended = ended[: int(ss["live.recent"])]
     active = sorted(active, key=lambda r: (r.status != "running", r.position))
+    runs = active + ended
+    df = ui_state.cached_metrics("live", [r.id for r in runs], {r.id: r.status for r in runs})
+    return active, ended, df
+
+
+def live_panel() -> None:
+    if ss["live.paused"] and ss.get("live.snapshot") is not None:
+        active, ended, df = ss["live.snapshot"]  # frozen: no store reads, same figures
+    else:
+        active, ended, df = ss["live.snapshot"] = _snapshot()
+        if not active and ss.get("live.polling"):
+            ss["live.polling"] = False
+            st.rerun()  # the last run ended: redraw the page once, now without the timer
+        ss["live.polling"] = bool(active)
     runs = active + ended
     if not runs:
         st.info("Nothing is training right now. Start a run on the Train page; it shows up here at once.",
                 icon=":material/info:")
         st.page_link("pages/train.py", label="Go to Train", icon=":material/play_arrow:")
         return
-    statuses = {r.id: r.status for r in runs}
-    df = ui_state.cached_metrics("live", [r.id for r in runs], statuses)
     colors = charts.run_colors([r.id for r in sorted(runs, key=lambda r: r.created)])
     labels = {r.id: r.name or r.id for r in runs}
     if len(set(labels.values())) < len(labels):
@@ -134,6 +143,9 @@ def live_panel() -> None:
     queued = [r.id for r in active if r.status == "queued"]
     for rec in active:
         _run_row(rec, df, queued.index(rec.id) + 1 if rec.id in queued else None, colors[rec.id])
+    if not active:  # nothing training: the runs that just ended are the news, above the charts
+        for rec in ended:
+            _run_row(rec, df, None, colors[rec.id])
 
     names = set(df["name"].unique()) if not df.empty else set()
     terms = sorted(n for n in names if n.startswith("loss/"))
@@ -149,7 +161,7 @@ def live_panel() -> None:
             with col:
                 _chart(df, metric, key, title, labels, colors, **kw)
 
-    if ended:
+    if ended and active:
         st.markdown("**Recently ended**")
         for rec in ended:
             _run_row(rec, df, None, colors[rec.id])
@@ -162,3 +174,6 @@ def live_panel() -> None:
 
 
 st.fragment(live_panel, run_every=run_every)()
+flash = ss.pop("live.flash", None)
+if flash:
+    st.toast(flash, icon=":material/rocket_launch:")

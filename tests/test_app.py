@@ -92,6 +92,13 @@ def texts(at: AppTest, kind: str) -> list[str]:
     return [e.value for e in getattr(at, kind)]
 
 
+def charts_on(at: AppTest) -> list[dict]:
+    """The figures handed to ui.live_chart components on the page (Live, Compare)."""
+    import json
+
+    return [json.loads(e.proto.json_args)["figure"] for e in at.get("component_instance")]
+
+
 def start_button(at: AppTest):
     return next(b for b in at.button if b.label == "Start")
 
@@ -269,7 +276,9 @@ def test_live_shows_runs_curves_and_a_failed_runs_error(lab):
     at = app(mgr, "pages/live.py")
     assert any("column 'txt' not found" in e for e in texts(at, "error"))
     assert at.expander and any(e.label == "Traceback" for e in at.expander)
-    assert len(at.get("plotly_chart")) >= 4
+    figures = charts_on(at)
+    assert len(figures) >= 4
+    assert {t["name"] for t in figures[0]["data"]} == {"seeded 0"} and figures[0]["layout"]["uirevision"] == "live-loss"
 
 
 def test_live_stop_button_stops_a_running_run(home):
@@ -296,12 +305,17 @@ def test_compare_two_runs_renders_chart_deltas_and_diff(lab):
     a, b = seed_runs(store, 2)
     at = app(mgr, "pages/compare.py", **{"compare.runs": [a, b]})
     assert at.title[0].value == "Compare"
-    assert len(at.get("plotly_chart")) == 1
+    figures = charts_on(at)
+    assert len(figures) == 1
+    assert {t["name"] for t in figures[0]["data"] if t.get("showlegend", True)} == {"seeded 0", "seeded 1"}
     at.toggle(key="compare.log").set_value(True)
     at.slider(key="compare.smoothing").set_value(0.9)
     at.selectbox(key="compare.baseline").set_value(a).run()
     assert not at.exception, at.exception
-    assert len(at.get("plotly_chart")) == 2  # + paired deltas
+    figures = charts_on(at)
+    assert len(figures) == 2  # + paired deltas
+    assert figures[0]["layout"]["yaxis"]["type"] == "log"
+    assert any(t["name"].endswith("(raw)") for t in figures[0]["data"])  # smoothed, raw kept faint
     assert any("Latest paired delta" in c for c in texts(at, "caption"))
     # the two configs differ only by seed: a seed group, drawn as mean + band
     at.toggle(key="compare.seeds").set_value(True).run()

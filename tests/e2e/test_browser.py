@@ -14,24 +14,37 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.e2e
 
+# Live and Compare draw their charts in ui.live_chart iframes (same origin): look inside them.
+FIRST_PLOT = """const firstPlot = () => {
+  for (const f of document.querySelectorAll('iframe')) {
+    try { const p = f.contentDocument && f.contentDocument.querySelector('.js-plotly-plot'); if (p) return p; }
+    catch (e) {}
+  }
+  return document.querySelector('.js-plotly-plot');
+};"""
 LOSS_POINTS_JS = """(name) => {
   // points of the trace called `name` in the first chart on the page (Live: training loss)
-  const plot = document.querySelector('.js-plotly-plot');
+  """ + FIRST_PLOT + """
+  const plot = firstPlot();
   if (!plot || !plot._fullData) return 0;
   const tr = plot._fullData.filter(t => t.name === name || (t.name || '').startsWith(name + ' ('));
   return tr.length ? Math.max(...tr.map(t => (t.x || []).length)) : 0;
 }"""
 POINTS_JS = """() => {
   // all points in the first chart on the page
-  const plot = document.querySelector('.js-plotly-plot');
+  """ + FIRST_PLOT + """
+  const plot = firstPlot();
   if (!plot || !plot._fullData) return 0;
   return plot._fullData.reduce((n, t) => n + (t.showlegend !== false ? (t.x || []).length : 0), 0);
 }"""
+X_RANGE_JS = """() => { """ + FIRST_PLOT + """ return firstPlot()._fullLayout.xaxis.range; }"""
 TRACES_WITH_POINTS_JS = """() => {
-  const plot = document.querySelector('.js-plotly-plot');
+  """ + FIRST_PLOT + """
+  const plot = firstPlot();
   if (!plot || !plot._fullData) return 0;
   return plot._fullData.filter(t => t.showlegend !== false && (t.x || []).length > 0).length;
 }"""
@@ -80,6 +93,18 @@ def small_run(page, name: str, steps: int) -> None:
     set_text(page, "Run name", name)
 
 
+def zoom_first_chart(page) -> None:
+    """Box-zoom the first chart with the mouse, as a user would (a drag across the middle of the plot)."""
+    box = page.frame_locator("iframe").first.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, y + 5, steps=5)
+    page.mouse.move(box["x"] + box["width"] * 0.7, y + 10, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(300)
+
+
 def run_row(page, name: str):
     """The Live page's row (status, progress, buttons) of the run called ``name``."""
     return page.locator('[class*="st-key-run-"]').filter(has_text=name).first
@@ -125,7 +150,10 @@ def test_first_curve_in_three_clicks_and_it_grows(app, shot):
     shot(app, "e2e-03-live-curve-grown")
     assert second > first
     if row_status(app, "bert baseline") == "running":  # a fast machine may be done already
-        run_row(app, "bert baseline").get_by_role("button", name="Stop").click()
+        try:
+            run_row(app, "bert baseline").get_by_role("button", name="Stop").click(timeout=5000)
+        except PlaywrightTimeout:  # it finished meanwhile: its Stop button is gone
+            pass
         wait_for(lambda: row_status(app, "bert baseline") in ("stopped", "finished"), 60, "the demo to end")
     assert not app.console_errors
 
@@ -135,7 +163,23 @@ def test_stop_a_long_run(app, shot):
     small_run(app, "e2e-long", 5000)
     app.get_by_role("button", name="Start", exact=True).click()
     app.locator("h1", has_text="Live").wait_for()
-    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-long") >= 1, 120, "a point of e2e-long")
+    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-long") >= 2, 120, "2 points of e2e-long")
+    # zoom the loss chart; refreshes (every second) must keep the zoom (constant uirevision)
+    zoom_first_chart(app)
+    zoomed = app.evaluate(X_RANGE_JS)
+    app.wait_for_timeout(3500)
+    assert app.evaluate(LOSS_POINTS_JS, "e2e-long") > 2  # refreshed meanwhile
+    assert app.evaluate(X_RANGE_JS) == zoomed, "a refresh reset the zoom"
+    # pause: the chart stops changing while training goes on; un-pause catches up
+    widget(app, "stCheckbox", "Pause live updates").click()
+    wait_idle(app)
+    frozen = app.evaluate(LOSS_POINTS_JS, "e2e-long")
+    assert app.evaluate(X_RANGE_JS) == zoomed, "pausing reset the zoom"
+    app.wait_for_timeout(3000)
+    assert app.evaluate(LOSS_POINTS_JS, "e2e-long") == frozen
+    widget(app, "stCheckbox", "Pause live updates").click()
+    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-long") > frozen, 60, "the chart to catch up after pause")
+    assert app.evaluate(X_RANGE_JS) == zoomed, "un-pausing reset the zoom"
     assert row_status(app, "e2e-long") == "running"
     run_row(app, "e2e-long").get_by_role("button", name="Stop").click()
     wait_for(lambda: row_status(app, "e2e-long") == "stopped", 60, "e2e-long to show as stopped")
