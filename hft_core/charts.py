@@ -12,10 +12,13 @@ returns: one row per logged value, columns ``run_id, step, name, value, wall_tim
     paired_deltas  metric minus a baseline run's metric at the same step
     run_colors     a stable colour per run id (hash -> palette)
     config_diff    only the config fields that differ between runs
-    metric_figure, delta_figure, final_metrics_table, curves_csv, figure_html
+    metric_spec, delta_spec   figures as plain dicts (fast; metric_figure/delta_figure: go.Figure)
+    final_metrics_table, curves_csv, figure_html
 """
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import math
 from typing import Any, Iterable, Mapping, Sequence
@@ -354,91 +357,119 @@ def curves_csv(metrics: pd.DataFrame, labels: Mapping[str, str] | None = None) -
     return df[["run_id", "run", "step", "name", "value", "wall_time"]].to_csv(index=False)
 
 
-def figure_html(fig: go.Figure) -> str:
-    """A standalone HTML page with the figure; plotly.js is embedded, so it opens offline."""
+def figure_html(fig: go.Figure | Mapping[str, Any]) -> str:
+    """A standalone HTML page with the figure (or spec); plotly.js is embedded, so it opens offline."""
+    fig = fig if isinstance(fig, go.Figure) else go.Figure(fig)
     return fig.to_html(include_plotlyjs=True, full_html=True)
 
 
 # ---- figures ----------------------------------------------------------------------------------
+# Figures are built as plain dicts ({"data": [...], "layout": {...}}): building plotly
+# graph objects validates every property and costs ~40 ms a chart, too much for a page
+# that redraws five charts every second next to a training run. ``metric_figure`` wraps
+# the same spec in a go.Figure for notebooks, tests and the HTML export.
 
 FEW_POINTS = 30  # at or below this many points a line also gets markers: a 2-step run is not an empty chart
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
-def _say_empty(fig: go.Figure, text: str) -> None:
-    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                       font=dict(size=14, color="#888"))
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+@functools.lru_cache(maxsize=1)
+def _base_layout() -> dict[str, Any]:
+    """plotly_white's layout defaults, inlined (a template *name* means nothing to plotly.js)."""
+    import plotly.io as pio
+
+    base = pio.templates["plotly_white"].layout.to_plotly_json()
+    return {k: base[k] for k in ("colorway", "font", "hoverlabel", "paper_bgcolor", "plot_bgcolor", "xaxis",
+                                 "yaxis", "title") if k in base}
 
 
 def _mode(n: int) -> str:
     return "lines+markers" if n <= FEW_POINTS else "lines"
 
 
-def _layout(fig: go.Figure, *, x: str, y: str, title: str | None, log_y: bool, uirevision: Any,
-            height: int) -> go.Figure:
+def _values(a: Iterable[Any]) -> list[Any]:
+    """JSON-safe floats: NaN/inf become None (a gap), which JSON and plotly.js both accept."""
+    arr = np.asarray(list(a) if not isinstance(a, (np.ndarray, pd.Series)) else a, dtype=float)
+    return [float(v) if math.isfinite(v) else None for v in arr.tolist()]
+
+
+def _line(x, y, *, name: str, color: str, dash: str = "solid", width: float = 2, group: str = "",
+          show: bool = True, hover: bool = True) -> dict[str, Any]:
+    xs, ys = _values(x), _values(y)
+    trace = {"type": "scatter", "x": xs, "y": ys, "mode": _mode(len(xs)), "name": name,
+             "line": {"color": color, "width": width, "dash": dash}, "marker": {"size": 6 if width >= 2 else 4},
+             "legendgroup": group or name, "showlegend": show}
+    if not hover:
+        trace["hoverinfo"] = "skip"
+    return trace
+
+
+def _layout(data: list[dict], *, x: str, y: str, title: str | None, log_y: bool, uirevision: Any,
+            height: int, empty_text: str) -> dict[str, Any]:
+    base = copy.deepcopy(_base_layout())
     # legend on top (under the title, if any): at the bottom it collides with the x-axis title
-    fig.update_layout(
-        template="plotly_white", height=height, margin=dict(l=64, r=16, t=62 if title else 34, b=48),
-        title=dict(text=title, x=0.0, xanchor="left", y=0.98, yanchor="top", font=dict(size=15)) if title else None,
-        legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, xanchor="left", font=dict(size=11)),
-        hovermode="x unified", uirevision=uirevision,
-    )
-    fig.update_xaxes(title_text=x_title(x), title_standoff=6, rangemode="tozero" if x != "step" else "normal")
-    fig.update_yaxes(title_text=y, type="log" if log_y else "linear", exponentformat="e")
-    ys = [v for t in fig.data if getattr(t, "y", None) is not None for v in t.y
-          if v is not None and math.isfinite(v)]
+    layout = {**base, "height": height, "margin": {"l": 64, "r": 16, "t": 62 if title else 34, "b": 48},
+              "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.01, "x": 0, "xanchor": "left",
+                         "font": {"size": 11}},
+              "hovermode": "x unified", "uirevision": uirevision}
+    if title:
+        layout["title"] = {**base.get("title", {}), "text": title, "x": 0.0, "xanchor": "left", "y": 0.98,
+                           "yanchor": "top", "font": {"size": 15}}
+    layout["xaxis"] = {**base.get("xaxis", {}), "title": {"text": x_title(x), "standoff": 6},
+                       "rangemode": "tozero" if x != "step" else "normal"}
+    layout["yaxis"] = {**base.get("yaxis", {}), "title": {"text": y}, "type": "log" if log_y else "linear",
+                       "exponentformat": "e"}
+    ys = [v for t in data for v in t.get("y", []) if v is not None]
     if ys and not log_y and min(ys) == max(ys):  # a constant (e.g. lr): plotly would centre it on -0.5..1
-        v = ys[0]
-        pad = abs(v) * 0.1 or 1.0
-        fig.update_yaxes(range=[v - pad, v + pad])
-    return fig
+        pad = abs(ys[0]) * 0.1 or 1.0
+        layout["yaxis"]["range"] = [ys[0] - pad, ys[0] + pad]
+    if not data:
+        layout["annotations"] = [{"text": empty_text, "showarrow": False, "xref": "paper", "yref": "paper",
+                                  "x": 0.5, "y": 0.5, "font": {"size": 14, "color": "#888"}}]
+        for axis in ("xaxis", "yaxis"):
+            layout[axis].update(showticklabels=False, showgrid=False, zeroline=False)
+    return layout
 
 
-def metric_figure(metrics: pd.DataFrame, metric: str | Sequence[str], *, x: str = "step",
-                  labels: Mapping[str, str] | None = None, colors: Mapping[str, str] | None = None,
-                  smoothing: float = 0.0, log_y: bool = False, groups: Sequence[Sequence[str]] = (),
-                  band: str = "minmax", title: str | None = None, y_title: str | None = None,
-                  uirevision: Any = "keep", height: int = 320) -> go.Figure:
+def metric_spec(metrics: pd.DataFrame, metric: str | Sequence[str], *, x: str = "step",
+                labels: Mapping[str, str] | None = None, colors: Mapping[str, str] | None = None,
+                smoothing: float = 0.0, log_y: bool = False, groups: Sequence[Sequence[str]] = (),
+                band: str = "minmax", title: str | None = None, y_title: str | None = None,
+                uirevision: Any = "keep", height: int = 320) -> dict[str, Any]:
     """Overlaid curves of one metric (or several, told apart by dash) for every run in ``metrics``.
 
     With ``smoothing`` > 0 the raw line stays, faint, under the smoothed one. Runs in
     ``groups`` (seed groups) are drawn as their mean with a shaded band instead.
-    ``uirevision`` constant across refreshes keeps the user's zoom.
+    ``uirevision`` constant across refreshes keeps the user's zoom. Returns a plotly
+    figure as a plain dict (see ``metric_figure`` for a go.Figure).
     """
     names = [metric] if isinstance(metric, str) else list(metric)
     labels = dict(labels or {})
-    run_ids = list(dict.fromkeys(metrics["run_id"])) if metrics is not None and not metrics.empty else []
+    run_ids = pd.unique(metrics["run_id"]).tolist() if metrics is not None and not metrics.empty else []
     colors = dict(colors or run_colors(run_ids))
     grouped = {rid for g in groups for rid in g}
-    fig = go.Figure()
+    data: list[dict] = []
     for mi, name in enumerate(names):
         frame = series_frame(metrics, name, x)
         smooth = smooth_frame(frame, smoothing)
         dash = DASHES[mi % len(DASHES)]
         suffix = f" {metric_info(name)[0]}" if len(names) > 1 else ""
+        by_run = dict(tuple(frame.groupby("run_id", sort=False))) if not frame.empty else {}
+        smooth_by_run = dict(tuple(smooth.groupby("run_id", sort=False))) if smoothing > 0 and not smooth.empty else {}
         for rid in run_ids:
-            if rid in grouped:
+            if rid in grouped or rid not in by_run:
                 continue
-            raw = frame[frame["run_id"] == rid]
-            if raw.empty:
-                continue
+            raw = by_run[rid]
             color = colors.get(rid) or run_color(rid)
             label = labels.get(rid, rid) + suffix
+            group = f"{rid}{name}"
             if smoothing > 0:
-                fig.add_trace(go.Scatter(x=raw["x"], y=raw["value"], mode=_mode(len(raw)), name=label + " (raw)",
-                                         line=dict(color=_rgba(color, 0.25), width=1, dash=dash),
-                                         marker=dict(size=4), legendgroup=f"{rid}{name}", showlegend=False,
-                                         hoverinfo="skip"))
-                sm = smooth[smooth["run_id"] == rid]
-                fig.add_trace(go.Scatter(x=sm["x"], y=sm["value"], mode=_mode(len(sm)), name=label,
-                                         line=dict(color=color, width=2, dash=dash), marker=dict(size=6),
-                                         legendgroup=f"{rid}{name}"))
+                data.append(_line(raw["x"], raw["value"], name=label + " (raw)", color=_rgba(color, 0.25), dash=dash,
+                                  width=1, group=group, show=False, hover=False))
+                sm = smooth_by_run[rid]
+                data.append(_line(sm["x"], sm["value"], name=label, color=color, dash=dash, group=group))
             else:
-                fig.add_trace(go.Scatter(x=raw["x"], y=raw["value"], mode=_mode(len(raw)), name=label,
-                                         line=dict(color=color, width=2, dash=dash), marker=dict(size=6),
-                                         legendgroup=f"{rid}{name}"))
+                data.append(_line(raw["x"], raw["value"], name=label, color=color, dash=dash, group=group))
         for members in groups:
             gb = group_band(smooth, members, band)
             if gb.empty:
@@ -447,32 +478,41 @@ def metric_figure(metrics: pd.DataFrame, metric: str | Sequence[str], *, x: str 
             base = labels.get(members[0], members[0])
             label = f"{base} +{len(members) - 1} seeds: mean" + suffix
             band_name = "min-max" if band == "minmax" else "±1 sd"
-            fig.add_trace(go.Scatter(x=list(gb["x"]) + list(gb["x"])[::-1], y=list(gb["hi"]) + list(gb["lo"])[::-1],
-                                     fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
-                                     name=f"{label} ({band_name})", legendgroup=f"g{members[0]}{name}",
-                                     showlegend=False, hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=gb["x"], y=gb["mean"], mode=_mode(len(gb)),
-                                     name=f"{label}, {band_name} band", line=dict(color=color, width=2.5, dash=dash),
-                                     marker=dict(size=6), legendgroup=f"g{members[0]}{name}"))
-    if not fig.data:
-        _say_empty(fig, "no points yet")
-    return _layout(fig, x=x, y=y_title or axis_title(names[0]), title=title, log_y=log_y, uirevision=uirevision,
-                   height=height)
+            group = f"g{members[0]}{name}"
+            data.append({"type": "scatter", "x": _values(list(gb["x"]) + list(gb["x"])[::-1]),
+                         "y": _values(list(gb["hi"]) + list(gb["lo"])[::-1]), "fill": "toself",
+                         "fillcolor": _rgba(color, 0.18), "line": {"width": 0}, "mode": "lines",
+                         "name": f"{label} ({band_name})", "legendgroup": group, "showlegend": False,
+                         "hoverinfo": "skip"})
+            data.append(_line(gb["x"], gb["mean"], name=f"{label}, {band_name} band", color=color, dash=dash,
+                              width=2.5, group=group))
+    layout = _layout(data, x=x, y=y_title or axis_title(names[0]), title=title, log_y=log_y, uirevision=uirevision,
+                     height=height, empty_text="no points yet")
+    return {"data": data, "layout": layout}
 
 
-def delta_figure(deltas: pd.DataFrame, metric: str, baseline_label: str, *, x: str = "step",
-                 labels: Mapping[str, str] | None = None, colors: Mapping[str, str] | None = None,
-                 title: str | None = None, uirevision: Any = "keep", height: int = 300) -> go.Figure:
-    """``paired_deltas`` as lines around a zero line (the baseline)."""
+def delta_spec(deltas: pd.DataFrame, metric: str, baseline_label: str, *, x: str = "step",
+               labels: Mapping[str, str] | None = None, colors: Mapping[str, str] | None = None,
+               title: str | None = None, uirevision: Any = "keep", height: int = 300) -> dict[str, Any]:
+    """``paired_deltas`` as lines around a dotted zero line (the baseline), as a plain dict."""
     labels = labels or {}
     colors = dict(colors or {})
-    fig = go.Figure()
-    for rid, d in deltas.groupby("run_id", sort=False):
-        fig.add_trace(go.Scatter(x=d["x"], y=d["delta"], mode=_mode(len(d)), name=labels.get(rid, rid),
-                                 line=dict(color=colors.get(rid) or run_color(rid), width=2), marker=dict(size=6)))
-    fig.add_hline(y=0, line=dict(color="#444", width=1, dash="dot"))
-    if deltas.empty:
-        _say_empty(fig, "no steps in common with the baseline yet")
+    data = [_line(d["x"], d["delta"], name=labels.get(rid, rid), color=colors.get(rid) or run_color(rid))
+            for rid, d in deltas.groupby("run_id", sort=False)]
     label, unit, _ = metric_info(metric)
     y = f"Δ {label} vs {baseline_label}" + (f" ({unit})" if unit else "")
-    return _layout(fig, x=x, y=y, title=title, log_y=False, uirevision=uirevision, height=height)
+    layout = _layout(data, x=x, y=y, title=title, log_y=False, uirevision=uirevision, height=height,
+                     empty_text="no steps in common with the baseline yet")
+    layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": 0, "y1": 0,
+                         "line": {"color": "#444", "width": 1, "dash": "dot"}}]
+    return {"data": data, "layout": layout}
+
+
+def metric_figure(*args: Any, **kwargs: Any) -> go.Figure:
+    """``metric_spec`` as a go.Figure (for notebooks, tests and ``figure_html``)."""
+    return go.Figure(metric_spec(*args, **kwargs))
+
+
+def delta_figure(*args: Any, **kwargs: Any) -> go.Figure:
+    """``delta_spec`` as a go.Figure."""
+    return go.Figure(delta_spec(*args, **kwargs))

@@ -104,7 +104,7 @@ def chart_panel() -> None:
     metric, x = ss["compare.metric"], ss["compare.x"]
     smoothing = float(ss["compare.smoothing"])
     groups = seed_groups if ss.get("compare.seeds") else []
-    fig = charts.metric_figure(df, metric, x=x, labels=labels, colors=colors, smoothing=smoothing,
+    fig = charts.metric_spec(df, metric, x=x, labels=labels, colors=colors, smoothing=smoothing,
                                log_y=bool(ss.get("compare.log")), groups=groups, band=ss["compare.band"],
                                uirevision=f"compare-{metric}-{x}", height=430)
     live_chart(fig, key="compare.chart")
@@ -112,7 +112,7 @@ def chart_panel() -> None:
     if baseline:
         frame = charts.smooth_frame(charts.series_frame(df, metric, x), smoothing)
         deltas = charts.paired_deltas(frame, baseline)
-        dfig = charts.delta_figure(deltas, metric, labels.get(baseline, baseline), x=x, labels=labels, colors=colors,
+        dfig = charts.delta_spec(deltas, metric, labels.get(baseline, baseline), x=x, labels=labels, colors=colors,
                                    uirevision=f"delta-{metric}-{x}")
         live_chart(dfig, key="compare.delta")
         if not deltas.empty:

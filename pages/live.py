@@ -9,6 +9,8 @@ changing it would re-create the fragment and its charts, and lose the zoom).
 """
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -19,7 +21,8 @@ from ui.live_chart import live_chart
 ss = st.session_state
 ACTIVE = ["queued", "running"]
 DONE = ["finished", "stopped", "failed", "interrupted"]
-REFRESH_S = 1.0
+REFRESH_S = 1.0            # the loss curve: every new point within a second
+SECONDARY_REFRESH_S = 3.0  # terms, eval, throughput, lr: enough to follow, a third of the redraw cost
 CHART_HEIGHT = 290
 
 store = ui_state.store()
@@ -101,12 +104,28 @@ def _run_row(rec, df: pd.DataFrame, queue_pos: int | None, color: str) -> None:
             st.warning(rec.error, icon=":material/warning:")
 
 
-def _chart(df: pd.DataFrame, metric, key: str, title: str, labels, colors, **kw) -> None:
+def _chart(df: pd.DataFrame, metric, key: str, title: str, labels, colors, every: float = REFRESH_S,
+           **kw) -> None:
+    """One chart, rebuilt only when its inputs changed and at most every ``every`` seconds.
+
+    Redrawing is what costs (mostly in the browser, which shares the CPU with training),
+    so a paused or idle refresh reuses the figure, and the secondary charts redraw less
+    often than the loss curve.
+    """
     st.markdown(f"**{title}**")
-    fig = charts.metric_figure(df, metric, x=ss["live.x"], labels=labels, colors=colors,
-                               smoothing=float(ss["live.smoothing"]), uirevision=f"live-{key}",
-                               height=CHART_HEIGHT, **kw)
-    live_chart(fig, key=f"live.chart.{key}")
+    settings = (ss["live.x"], float(ss["live.smoothing"]), str(metric), tuple(sorted(labels.items())),
+                tuple(sorted(colors.items())), tuple(sorted(kw.items())))
+    data_version = (len(df), float(df["wall_time"].max()) if len(df) else 0.0)
+    specs = ss.setdefault("live.specs", {})
+    old = specs.get(key)
+    now = time.monotonic()
+    stale = old is None or old[0] != settings or (old[1] != data_version and now - old[2] >= every)
+    if stale:
+        specs[key] = (settings, data_version, now,
+                      charts.metric_spec(df, metric, x=ss["live.x"], labels=labels, colors=colors,
+                                         smoothing=float(ss["live.smoothing"]), uirevision=f"live-{key}",
+                                         height=CHART_HEIGHT, **kw))
+    live_chart(specs[key][3], key=f"live.chart.{key}")
 
 
 def _snapshot() -> tuple[list, list, pd.DataFrame]:
@@ -159,7 +178,9 @@ def live_panel() -> None:
         cols = st.columns(2, gap="medium")
         for col, (key, metric, title, kw) in zip(cols, panels[i:i + 2]):
             with col:
-                _chart(df, metric, key, title, labels, colors, **kw)
+                # with nothing active this is the last draw: show every point
+                every = 0.0 if not active else REFRESH_S if key == "loss" else SECONDARY_REFRESH_S
+                _chart(df, metric, key, title, labels, colors, every=every, **kw)
 
     if ended and active:
         st.markdown("**Recently ended**")

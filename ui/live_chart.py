@@ -35,6 +35,7 @@ INDEX_HTML = """<!doctype html>
 // The Streamlit component protocol, without the npm helper: ready -> render(args) -> setFrameHeight.
 const chart = document.getElementById("chart");
 let shownHeight = 0;
+let lastText = "";
 function send(type, extra) {
   window.parent.postMessage(Object.assign({isStreamlitMessage: true, type: type}, extra || {}), "*");
 }
@@ -42,6 +43,9 @@ window.addEventListener("message", (event) => {
   const msg = event.data;
   if (!msg || msg.type !== "streamlit:render") return;
   const fig = msg.args.figure;
+  const text = JSON.stringify(fig);
+  if (text === lastText) return;  // a refresh without new points: nothing to redraw
+  lastText = text;
   const height = (fig.layout && fig.layout.height) || 320;
   chart.style.height = height + "px";
   // react, not newPlot: same uirevision -> zoom, pan and legend clicks are kept
@@ -76,6 +80,7 @@ def _folder() -> str:
 
 
 def live_chart(fig: Any, key: str, config: dict | None = None) -> None:
-    """Draw ``fig`` (a plotly Figure) in the chart slot ``key``, updating it in place on later calls."""
+    """Draw ``fig`` (a figure spec dict, or a plotly Figure) in the chart slot ``key``, updated in place later."""
+    spec = fig if isinstance(fig, dict) else json.loads(fig.to_json())
     component = components.declare_component("hft_live_chart", path=_folder())
-    component(figure=json.loads(fig.to_json()), config=config or {}, key=key, default=None)
+    component(figure=spec, config=config or {}, key=key, default=None)

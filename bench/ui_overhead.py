@@ -1,0 +1,264 @@
+"""What does the browser UI cost a training run, and how fast does a first point appear?
+
+1. start -> first point: the app (``streamlit run app.py``) in headless Chromium; on the
+   Train page (Quick demo: tiny:bert) click Start, and time until the Live page's loss
+   chart shows a point. Repeated; the median is reported, with where the time went
+   (run created, first metric written by the trainer, drawn in the browser).
+2. UI vs CLI throughput: the same config trained (a) in the app, started from the
+   Train page while Chromium keeps the Live page open (it refreshes every second), and
+   (b) with ``python -m hft_core train`` alone (no app page open), interleaved
+   a, b, a, b ... The figure is the median of each run's median samples/s (steps after
+   the third: warm-up excluded; the trainer already leaves eval time out).
+
+Prints a table, then ``RESULT start_to_first_point_s=<y>`` and, last,
+``RESULT ui_vs_cli=<x>`` (1.0 = no cost; target >= 0.95).
+
+    python bench/ui_overhead.py                                   # MiniLM-L6, batch 16, 128 tokens, 20 steps
+    python bench/ui_overhead.py --model tiny:bert --steps 60 --repeats 3
+
+Numbers on a shared 2-core machine are noisy: the interleaving keeps slow phases of
+the machine from landing on one side only. Never `playwright install`: Debian's
+Chromium at /usr/bin/chromium is used.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hft_core.config import RunConfig  # noqa: E402
+from hft_core.store import RunStore  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+FIRST_PLOT_POINTS_JS = """() => {
+  for (const f of document.querySelectorAll('iframe')) {
+    try {
+      const p = f.contentDocument && f.contentDocument.querySelector('.js-plotly-plot');
+      if (p && p._fullData) return p._fullData.reduce((n, t) => n + ((t.x || []).length), 0);
+    } catch (e) {}
+  }
+  return 0;
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(home: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "HFT_HOME": str(home), "HFT_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+                             str(port), "--server.headless", "true"], cwd=ROOT, env=env,
+                            stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"the app did not start; see {home / 'server.log'}")
+
+
+def open_train(page, url: str) -> None:
+    page.goto(url + "/")
+    page.locator("h1", has_text="Train").wait_for(timeout=120_000)
+    page.get_by_role("button", name="Start", exact=True).wait_for()
+
+
+def wait_done(store: RunStore, run_id: str, timeout: float = 1800) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = store.get_run(run_id).status
+        if status not in ("queued", "running"):
+            return status
+        time.sleep(0.5)
+    raise TimeoutError(f"run {run_id} did not end within {timeout:.0f} s")
+
+
+def newest_run(store: RunStore, after: float, name: str | None = None, timeout: float = 60) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for r in store.list_runs(limit=5):
+            if r.created >= after and (name is None or r.name == name):
+                return r.id
+        time.sleep(0.05)
+    raise TimeoutError("no new run appeared in the store")
+
+
+def run_throughput(store: RunStore, run_id: str, skip: int = 3) -> float:
+    df = store.metrics(run_id, names=["samples_per_s"])
+    values = df.sort_values("step")["value"].tolist()
+    values = values[skip:] or values
+    return statistics.median(values)
+
+
+# ---- 1. start -> first point -------------------------------------------------------------------
+
+def start_to_first_point(browser, url: str, store: RunStore, repeats: int) -> list[dict]:
+    out = []
+    for i in range(repeats):
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        open_train(page, url)
+        page.wait_for_timeout(500)
+        t0 = time.time()
+        page.get_by_role("button", name="Start", exact=True).click()
+        page.locator("h1", has_text="Live").wait_for(timeout=60_000)
+        t_live = time.time()
+        while page.evaluate(FIRST_PLOT_POINTS_JS) < 1:
+            if time.time() - t0 > 300:
+                raise TimeoutError("no point on the chart within 300 s")
+            page.wait_for_timeout(50)
+        t_point = time.time()
+        run_id = newest_run(store, t0 - 1)
+        rec = store.get_run(run_id)
+        first = store.metrics(run_id, names=["loss"])
+        t_metric = float(first["wall_time"].min()) if not first.empty else float("nan")
+        out.append({"total": t_point - t0, "created": rec.created - t0, "live_page": t_live - t0,
+                    "first_metric": t_metric - t0, "drawn_after_metric": t_point - t_metric})
+        page.close()
+        stop_page = browser.new_page(viewport={"width": 1280, "height": 800})
+        stop_page.goto(url + "/")
+        stop_page.locator("h1").first.wait_for(timeout=60_000)
+        stop_page.goto(url + "/live")
+        row = stop_page.locator('[class*="st-key-run-"]').filter(has_text=run_id).first
+        try:
+            row.get_by_role("button", name="Stop").click(timeout=15_000)
+        except Exception:
+            pass  # finished already
+        wait_done(store, run_id)
+        stop_page.close()
+        print(f"  start -> first point #{i + 1}: {out[-1]['total']:.2f} s "
+              f"(run stored {out[-1]['created']:.2f} s, Live page {out[-1]['live_page']:.2f} s, "
+              f"first metric written {out[-1]['first_metric']:.2f} s, drawn {out[-1]['drawn_after_metric']:.2f} s "
+              f"after it)", flush=True)
+    return out
+
+
+# ---- 2. UI vs CLI ----------------------------------------------------------------------------------
+
+def ui_run(browser, url: str, store: RunStore, cfg_path: Path, name: str) -> tuple[float, float]:
+    """Start the config from the Train page (loaded as YAML), keep Live open until it ends."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    open_train(page, url)
+    page.get_by_role("tab", name="Config & command").click()
+    page.locator('[data-testid="stFileUploader"]').filter(has_text="Load a config YAML").locator(
+        "input[type=file]").set_input_files(str(cfg_path))
+    page.wait_for_timeout(1500)
+    t0 = time.time()
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.locator("h1", has_text="Live").wait_for(timeout=60_000)
+    run_id = newest_run(store, t0 - 1, name=name)
+    status = wait_done(store, run_id)
+    wall = time.time() - t0
+    page.close()
+    if status != "finished":
+        raise RuntimeError(f"UI run {run_id} ended {status}: {store.get_run(run_id).error}")
+    return run_throughput(store, run_id), wall
+
+
+def cli_run(home: Path, cfg_path: Path, name: str) -> tuple[float, float]:
+    env = {**os.environ, "HFT_HOME": str(home), "HFT_OFFLINE": "1"}
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "hft_core", "train", "--config", str(cfg_path), "--quiet"], cwd=ROOT,
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.time() - t0
+    with RunStore(home) as store:
+        run_id = next(r.id for r in store.list_runs(limit=5) if r.name == name)
+        return run_throughput(store, run_id), wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="bundled:minilm-l6")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=2, help="UI/CLI pairs")
+    p.add_argument("--first-point-repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        print(f"no Chromium at {CHROMIUM}; install Debian's chromium (never `playwright install`)")
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="hft-ui-bench-"))
+    app_home, cli_home = work / "app", work / "cli"
+    app_home.mkdir()
+    cli_home.mkdir()
+    print(f"work folder {work}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}", flush=True)
+    proc, url = start_app(app_home)
+    store = RunStore(app_home)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            warm = browser.new_page()
+            open_train(warm, url)  # the first page view imports the pages; not part of any timing
+            warm.close()
+
+            print("1. start -> first point (Quick demo, tiny:bert)", flush=True)
+            firsts = start_to_first_point(browser, url, store, args.first_point_repeats)
+
+            print(f"2. UI (Live page open) vs CLI: {args.model}, batch {args.batch_size}, {args.max_length} tokens, "
+                  f"{args.steps} steps, {args.repeats} pairs", flush=True)
+            ui, cli = [], []
+            for i in range(args.repeats):
+                for mode in (("ui", "cli") if i % 2 == 0 else ("cli", "ui")):
+                    name = f"bench-{mode}-{i}"
+                    cfg = RunConfig(model=args.model, data="bundled:bbc-news", batch_size=args.batch_size,
+                                    max_length=args.max_length, max_steps=args.steps, eval_every=0, n_eval=32,
+                                    lr=5e-5, seed=0, name=name)
+                    cfg_path = work / f"{name}.yaml"
+                    cfg_path.write_text(cfg.to_yaml())
+                    if mode == "ui":
+                        tput, wall = ui_run(browser, url, store, cfg_path, name)
+                        ui.append(tput)
+                    else:
+                        tput, wall = cli_run(cli_home, cfg_path, name)
+                        cli.append(tput)
+                    print(f"  {mode:3} pair {i + 1}: {tput:7.2f} samples/s (median over steps > 3), "
+                          f"{wall:6.1f} s wall, load {os.getloadavg()[0]:.1f}", flush=True)
+            browser.close()
+    finally:
+        store.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    first_total = statistics.median(f["total"] for f in firsts)
+    ratio = statistics.median(ui) / statistics.median(cli)
+    print()
+    print(f"{'measure':44} {'value':>10}")
+    print(f"{'start -> first point on the chart (median)':44} {first_total:9.2f}s")
+    for k, label in (("created", "  run stored"), ("live_page", "  Live page shown"),
+                     ("first_metric", "  first metric written by the trainer"),
+                     ("drawn_after_metric", "  drawn in the browser after that")):
+        print(f"{label:44} {statistics.median(f[k] for f in firsts):9.2f}s")
+    print(f"{'UI throughput (median of runs)':44} {statistics.median(ui):10.2f} samples/s")
+    print(f"{'CLI throughput (median of runs)':44} {statistics.median(cli):10.2f} samples/s")
+    print(f"RESULT start_to_first_point_s={first_total:.2f}")
+    print(f"RESULT ui_vs_cli={ratio:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
