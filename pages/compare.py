@@ -11,7 +11,7 @@ import streamlit as st
 
 from hft_core import charts
 from ui import state as ui_state
-from ui.live_chart import live_chart
+from ui.live_chart import live_charts
 
 ss = st.session_state
 ACTIVE = ("queued", "running")
@@ -105,22 +105,23 @@ def chart_panel() -> None:
     smoothing = float(ss["compare.smoothing"])
     groups = seed_groups if ss.get("compare.seeds") else []
     fig = charts.metric_spec(df, metric, x=x, labels=labels, colors=colors, smoothing=smoothing,
-                               log_y=bool(ss.get("compare.log")), groups=groups, band=ss["compare.band"],
-                               uirevision=f"compare-{metric}-{x}", height=430)
-    live_chart(fig, key="compare.chart")
+                             log_y=bool(ss.get("compare.log")), groups=groups, band=ss["compare.band"],
+                             uirevision=f"compare-{metric}-{x}", height=430)
+    shown = [("main", "", fig)]
     baseline = ss.get("compare.baseline")
+    deltas = None
     if baseline:
         frame = charts.smooth_frame(charts.series_frame(df, metric, x), smoothing)
         deltas = charts.paired_deltas(frame, baseline)
-        dfig = charts.delta_spec(deltas, metric, labels.get(baseline, baseline), x=x, labels=labels, colors=colors,
-                                   uirevision=f"delta-{metric}-{x}")
-        live_chart(dfig, key="compare.delta")
-        if not deltas.empty:
-            last = deltas.sort_values("step").groupby("run_id").tail(1)
-            unit = charts.metric_info(metric)[1]
-            st.caption("Latest paired delta: " + "; ".join(
-                f"{labels.get(r.run_id, r.run_id)} {r.delta:+.4g}{' ' + unit if unit else ''} at step {r.step}"
-                for r in last.itertuples()))
+        shown.append(("delta", "", charts.delta_spec(deltas, metric, labels.get(baseline, baseline), x=x,
+                                                     labels=labels, colors=colors, uirevision=f"delta-{metric}-{x}")))
+    live_charts(shown, key="compare.charts", columns=1)  # one iframe: plotly.js parsed once
+    if deltas is not None and not deltas.empty:
+        last = deltas.sort_values("step").groupby("run_id").tail(1)
+        unit = charts.metric_info(metric)[1]
+        st.caption("Latest paired delta: " + "; ".join(
+            f"{labels.get(r.run_id, r.run_id)} {r.delta:+.4g}{' ' + unit if unit else ''} at step {r.step}"
+            for r in last.itertuples()))
     empty = [rid for rid in fresh if df.empty or not (df["run_id"] == rid).any()]
     if empty:
         st.caption("No points yet: " + ", ".join(f"{labels.get(r, r)} ({statuses[r]})" for r in empty))

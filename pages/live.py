@@ -16,14 +16,14 @@ import streamlit as st
 
 from hft_core import charts
 from ui import state as ui_state
-from ui.live_chart import live_chart
+from ui.live_chart import live_charts
 
 ss = st.session_state
 ACTIVE = ["queued", "running"]
 DONE = ["finished", "stopped", "failed", "interrupted"]
 REFRESH_S = 1.0            # the loss curve: every new point within a second
 SECONDARY_REFRESH_S = 3.0  # terms, eval, throughput, lr: enough to follow, a third of the redraw cost
-CHART_HEIGHT = 290
+CHART_HEIGHT = 280
 
 store = ui_state.store()
 mgr = ui_state.manager()
@@ -104,28 +104,26 @@ def _run_row(rec, df: pd.DataFrame, queue_pos: int | None, color: str) -> None:
             st.warning(rec.error, icon=":material/warning:")
 
 
-def _chart(df: pd.DataFrame, metric, key: str, title: str, labels, colors, every: float = REFRESH_S,
-           **kw) -> None:
-    """One chart, rebuilt only when its inputs changed and at most every ``every`` seconds.
+def _panel(df: pd.DataFrame, metric, key: str, title: str, labels, colors, every: float = REFRESH_S,
+           **kw) -> tuple[str, str, dict]:
+    """One chart's (id, title, figure), rebuilt only when its inputs changed and at most every ``every`` s.
 
     Redrawing is what costs (mostly in the browser, which shares the CPU with training),
     so a paused or idle refresh reuses the figure, and the secondary charts redraw less
     often than the loss curve.
     """
-    st.markdown(f"**{title}**")
     settings = (ss["live.x"], float(ss["live.smoothing"]), str(metric), tuple(sorted(labels.items())),
                 tuple(sorted(colors.items())), tuple(sorted(kw.items())))
     data_version = (len(df), float(df["wall_time"].max()) if len(df) else 0.0)
     specs = ss.setdefault("live.specs", {})
     old = specs.get(key)
     now = time.monotonic()
-    stale = old is None or old[0] != settings or (old[1] != data_version and now - old[2] >= every)
-    if stale:
+    if old is None or old[0] != settings or (old[1] != data_version and now - old[2] >= every):
         specs[key] = (settings, data_version, now,
                       charts.metric_spec(df, metric, x=ss["live.x"], labels=labels, colors=colors,
                                          smoothing=float(ss["live.smoothing"]), uirevision=f"live-{key}",
                                          height=CHART_HEIGHT, **kw))
-    live_chart(specs[key][3], key=f"live.chart.{key}")
+    return key, title, specs[key][3]
 
 
 def _snapshot() -> tuple[list, list, pd.DataFrame]:
@@ -174,13 +172,12 @@ def live_panel() -> None:
     panels.append(("eval", "eval/accuracy" if "eval/accuracy" in names or "eval/loss" not in names else "eval/loss",
                    "Evaluation on held-out data", {}))
     panels += [("throughput", "samples_per_s", "Throughput", {}), ("lr", "lr", "Learning rate", {})]
-    for i in range(0, len(panels), 2):
-        cols = st.columns(2, gap="medium")
-        for col, (key, metric, title, kw) in zip(cols, panels[i:i + 2]):
-            with col:
-                # with nothing active this is the last draw: show every point
-                every = 0.0 if not active else REFRESH_S if key == "loss" else SECONDARY_REFRESH_S
-                _chart(df, metric, key, title, labels, colors, every=every, **kw)
+    figures = []
+    for key, metric, title, kw in panels:
+        # with nothing active this is the last draw: show every point
+        every = 0.0 if not active else REFRESH_S if key == "loss" else SECONDARY_REFRESH_S
+        figures.append(_panel(df, metric, key, title, labels, colors, every=every, **kw))
+    live_charts(figures, key="live.charts", columns=2)
 
     if ended and active:
         st.markdown("**Recently ended**")

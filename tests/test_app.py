@@ -96,7 +96,7 @@ def charts_on(at: AppTest) -> list[dict]:
     """The figures handed to ui.live_chart components on the page (Live, Compare)."""
     import json
 
-    return [json.loads(e.proto.json_args)["figure"] for e in at.get("component_instance")]
+    return [p["figure"] for e in at.get("component_instance") for p in json.loads(e.proto.json_args)["panels"]]
 
 
 def start_button(at: AppTest):
