@@ -59,6 +59,29 @@ def widget(page, testid: str, label: str):
     return page.locator(f'[data-testid="{testid}"]').filter(has_text=label).first
 
 
+def choose(page, label: str, option) -> None:
+    """Pick ``option`` in the selectbox ``label``; reopens the list if a rerun closed it (slow, busy machines)."""
+    deadline = time.time() + 60
+    while True:
+        widget(page, "stSelectbox", label).click()
+        opt = page.get_by_role("option", name=option)
+        try:
+            opt.first.wait_for(timeout=5000)
+            opt.first.click()
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            page.keyboard.press("Escape")
+            wait_idle(page)
+
+
+def click_single(page, locator, timeout: float = 60) -> None:
+    """Click a button once the page shows exactly one copy (a refreshing fragment briefly shows two)."""
+    wait_for(lambda: locator.count() == 1, timeout, "a single copy of the button", page)
+    locator.click()
+
+
 def set_number(page, label: str, value) -> None:
     box = widget(page, "stNumberInput", label).locator("input")
     box.fill(str(value))
@@ -197,11 +220,10 @@ def test_upload_csv_and_train_on_it(app, shot, tmp_path):
     path = tmp_path / "reviews.csv"
     path.write_text(CSV)
     open_app(app)
-    widget(app, "stSelectbox", "Data").click()
-    app.get_by_role("option", name=re.compile("Upload a file")).click()
+    choose(app, "Data", re.compile("Upload a file"))
     wait_idle(app)
     app.locator('[data-testid="stFileUploader"] input[type=file]').first.set_input_files(str(path))
-    app.get_by_text("Text from").wait_for(timeout=30_000)  # columns guessed, preview shown
+    app.get_by_text("Text from").wait_for(timeout=90_000)  # columns guessed, preview shown
     assert app.get_by_text("review").count() > 0
     shot(app, "e2e-05-train-upload-preview")
     small_run(app, "e2e-upload", 6)
@@ -216,12 +238,11 @@ def test_bad_upload_gets_a_clear_error(app, shot, tmp_path):
     path = tmp_path / "broken.csv"
     path.write_bytes(b"\x00\x01\x02 not a table \x00\xff")
     open_app(app)
-    widget(app, "stSelectbox", "Data").click()
-    app.get_by_role("option", name=re.compile("Upload a file")).click()
+    choose(app, "Data", re.compile("Upload a file"))
     wait_idle(app)
     app.locator('[data-testid="stFileUploader"] input[type=file]').first.set_input_files(str(path))
     err = app.get_by_text(re.compile("broken.csv cannot be used"))
-    err.first.wait_for(timeout=30_000)
+    err.first.wait_for(timeout=90_000)
     assert "binary" in err.first.inner_text()
     app.get_by_role("button", name="Start", exact=True).click()
     app.get_by_text(re.compile("Not started")).first.wait_for(timeout=30_000)
@@ -238,7 +259,7 @@ def test_sweep_queues_runs_and_compare_overlays(app, shot):
     shot(app, "e2e-08-live-sweep-queued")
     wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "alpha=0") and app.evaluate(LOSS_POINTS_JS, "alpha=0.5"), 240,
              "two sweep runs with points")
-    app.get_by_role("button", name="Compare these runs").click()
+    click_single(app, app.get_by_role("button", name="Compare these runs"))
     app.locator("h1", has_text="Compare").wait_for()
     n = wait_for(lambda: app.evaluate(TRACES_WITH_POINTS_JS), 60, "overlaid curves on Compare")
     assert n >= 2
