@@ -6,6 +6,11 @@ step is timed on its own; the first ``--warmup`` steps of every run are dropped
 (allocator and thread-pool warm-up); a run's figure is samples / median step time.
 The reported figure per system is the median over repeats.
 
+What differs, on purpose: HF Trainer gets its data tokenized before it starts (as its users
+do with ``dataset.map``) and uses fused AdamW (its default); hft_core does the same (it
+tokenizes the examples a run will visit in one call before the loop, and uses fused AdamW);
+the bare loop is what a person writes first: tokenize each batch, plain AdamW.
+
     python bench/throughput.py                       # MiniLM-L6, BBC News, batch 16, 128 tokens
     python bench/throughput.py --model tiny:bert --steps 30 --repeats 5
 

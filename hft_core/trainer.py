@@ -16,6 +16,7 @@ exactly the batches a run that never stopped would have seen.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -41,6 +42,7 @@ from hft_core.tasks import get_task
 
 STATE_FILE = "trainer_state.pt"      # optimizer, scheduler, step, RNG: for resume
 LIVE_WEIGHTS = "resume_model.safetensors"  # the model as trained (LoRA adapters unmerged): for resume
+WARM_LIMIT = 20_000                  # examples tokenized up front, at most (the rest as they come)
 
 
 class TrainingDiverged(RuntimeError):
@@ -85,7 +87,8 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
     num_labels = dataset.num_labels if cfg.task == "classification" else 0
     tokenizer = model_sources.load_tokenizer(cfg.model)
     model = model_sources.load_model(cfg.model, cfg.task, num_labels, pretrained=True, seed=cfg.seed)
-    sink.event(f"data {cfg.data}: {len(dataset.train)} train / {len(dataset.eval)} eval examples; "
+    dupes = f" ({dataset.duplicates_dropped} exact duplicates dropped)" if dataset.duplicates_dropped else ""
+    sink.event(f"data {cfg.data}: {len(dataset.train)} train / {len(dataset.eval)} eval examples{dupes}; "
                f"model {cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
 
     # ---- 3. strategies, then the optimizer --------------------------------------
@@ -94,7 +97,9 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
         max_steps=cfg.max_steps, model_source=cfg.model,
         fresh_model=lambda seed: model_sources.load_model(cfg.model, cfg.task, num_labels, pretrained=False, seed=seed),
         load_model=lambda source: model_sources.load_model(source, cfg.task, num_labels),
-        train_texts=[task.make_batch([e], tokenizer).texts[0] for e in dataset.train],
+        # the whole training split as text, labels unused: KD's transfer set (in a few-shot run, the
+        # n_train labelled examples plus the rest of the corpus without its labels; never eval data)
+        train_texts=[task.make_batch([e], tokenizer).texts[0] for e in (dataset.pool or dataset.train)],
         collate=lambda texts: task.collate(tokenizer, strategies.Batch(texts=list(texts)), cfg.max_length, device),
     )
     mix = strategies.build(cfg.mix)
@@ -126,6 +131,11 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
     if cfg.eval_at_start and start_step == 0:
         final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, 0, mix, main,
                                   accelerator, samples=True)
+    # tokenize the examples this run will visit once, in one batched call (as dataset.map before
+    # HF Trainer); capped so a huge dataset does not stall the start
+    visit = _visited(len(dataset.train), cfg.batch_size, world, start_step * cfg.grad_accum,
+                     cfg.max_steps * cfg.grad_accum, cfg.seed)
+    task.warm(tokenizer, [dataset.train[i] for i in visit[:WARM_LIMIT]], cfg.max_length)
     model.train()
     step = start_step
     status = "finished"
@@ -240,17 +250,26 @@ def _batch_indices(n: int, batch_size: int, world: int, rank: int, k: int, seed:
     epoch); micro-step k covers stream positions [k*B*W, (k+1)*B*W) and each rank
     takes its own B of them. Pure function of its arguments, so resume is exact.
     """
-    global_bs = batch_size * world
-    start = k * global_bs + rank * batch_size
+    start = k * batch_size * world + rank * batch_size
+    return [_epoch_order(n, seed, pos // n)[pos % n] for pos in range(start, start + batch_size)]
+
+
+def _visited(n: int, batch_size: int, world: int, first_k: int, end_k: int, seed: int) -> list[int]:
+    """Every example read (by any rank) at micro-steps first_k .. end_k - 1, in order of first use."""
+    start, end = first_k * batch_size * world, end_k * batch_size * world
+    if end - start >= n:
+        return list(range(n))
     out: list[int] = []
-    perm_cache: dict[int, list[int]] = {}
-    for pos in range(start, start + batch_size):
-        epoch, offset = divmod(pos, n)
-        if epoch not in perm_cache:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            perm_cache[epoch] = torch.randperm(n, generator=g).tolist()
-        out.append(perm_cache[epoch][offset])
-    return out
+    for epoch in range(start // n, (end - 1) // n + 1):
+        lo, hi = max(start, epoch * n) - epoch * n, min(end, (epoch + 1) * n) - epoch * n
+        out += _epoch_order(n, seed, epoch)[lo:hi]
+    return list(dict.fromkeys(out))
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return tuple(torch.randperm(n, generator=g).tolist())
 
 
 def _make_accelerator(cfg: RunConfig) -> Accelerator:
@@ -274,7 +293,11 @@ def _make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optim
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    # The fused kernel (one pass over all tensors; what HF Trainer uses by default) when every
+    # parameter is a float tensor on a device that has it; else the portable for-each version.
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
 
 
 def _make_scheduler(cfg: RunConfig, optimizer) -> torch.optim.lr_scheduler.LambdaLR:

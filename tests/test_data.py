@@ -20,14 +20,15 @@ def ids(examples: list[dict]) -> list[str]:
 
 
 # ---- bundled BBC News ----------------------------------------------------------------------------
-def test_bbc_news_is_2225_articles_in_5_topics():
+def test_bbc_news_is_2125_distinct_articles_in_5_topics():
     d = load_data("bundled:bbc-news", "classification")
-    assert len(d.train) + len(d.eval) == 2225
-    assert (len(d.train), len(d.eval)) == (1780, 445)
+    assert len(d.train) + len(d.eval) == 2125 and d.duplicates_dropped == 100  # 2,225 files, 100 repeats
+    assert (len(d.train), len(d.eval)) == (1700, 425)
+    assert not {e["text"] for e in d.train} & {e["text"] for e in d.eval}  # no article on both sides
     assert d.label_names == BBC_TOPICS and d.num_labels == 5 and d.source == "bundled:bbc-news"
     assert {id(e) for e in d.train}.isdisjoint(id(e) for e in d.eval)
     every = Counter(e["label"] for e in d.train + d.eval)
-    assert every == {0: 510, 1: 386, 2: 417, 3: 511, 4: 401}
+    assert every == {0: 503, 1: 369, 2: 403, 3: 503, 4: 347}
     held = Counter(e["label"] for e in d.eval)
     for label, n in every.items():  # stratified: each topic gives ~20% to eval
         assert abs(held[label] - 0.2 * n) <= 1
@@ -53,21 +54,24 @@ def test_split_is_seeded_and_independent_of_n_train():
     assert Counter(e["label"] for e in few25.train) == {k: 5 for k in range(5)}
     assert sorted(Counter(e["label"] for e in few7.train).values()) == [1, 1, 1, 2, 2]
     assert set(ids(few10.train)) <= set(ids(few25.train))  # nested few-shot sets
+    # the pool (KD's unlabeled transfer set) is the whole training split, whatever n_train, never eval
+    assert ids(few10.pool) == ids(a.train) == ids(a.pool)
+    assert not set(ids(few10.pool)) & set(ids(few10.eval))
 
     capped = load_data("bundled:bbc-news", "classification", seed=3, n_eval=50)
     assert ids(capped.eval) == ids(a.eval)[:50] and ids(capped.train) == ids(a.train)
-    assert len(load_data("bundled:bbc-news", "classification", n_eval=5000).eval) == 445  # a cap, not a demand
+    assert len(load_data("bundled:bbc-news", "classification", n_eval=5000).eval) == 425  # a cap, not a demand
 
 
 def test_n_train_too_big():
     with pytest.raises(DataError) as e:
         load_data("bundled:bbc-news", "classification", n_train=5000)
-    assert str(e.value) == "n_train=5000 but only 1780 training examples; use at most 1780 or 0 for all"
+    assert str(e.value) == "n_train=5000 but only 1700 training examples; use at most 1700 or 0 for all"
 
 
 def test_bbc_news_for_language_modelling():
     d = load_data("bundled:bbc-news", "causal-lm")
-    assert len(d.train) + len(d.eval) == 2225 and d.label_names == [] and d.num_labels == 0
+    assert len(d.train) + len(d.eval) == 2125 and d.label_names == [] and d.num_labels == 0
     assert all(set(e) == {"text"} for e in d.train[:20])
 
 
@@ -75,7 +79,8 @@ def test_bbc_news_for_language_modelling():
 def test_qa_pairs():
     d = load_data("bundled:qa", "causal-lm")
     pairs = d.train + d.eval
-    assert len(pairs) == 2026
+    assert len(pairs) == 898 and d.duplicates_dropped == 2026 - 898  # the tech-support file repeats lines ~100x
+    assert len({(e["prompt"], e["response"]) for e in pairs}) == 898
     assert all(set(e) == {"prompt", "response"} and e["prompt"] and e["response"] for e in pairs)
     assert {e["prompt"] for e in d.train}.isdisjoint(e["prompt"] for e in d.eval)  # no question on both sides
     assert {"prompt": "What is AI?", "response": "Artificial Intelligence is the branch of engineering and science "
