@@ -126,6 +126,9 @@ def execute_run(store: RunStore, run_id: str, train_fn: TrainFn, stop: threading
     return status
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 class RunManager:
     def __init__(self, store: RunStore, *, train_fn: TrainFn | None = None, max_per_device: int = 1) -> None:
         if max_per_device < 1:
@@ -146,7 +149,8 @@ class RunManager:
     # ---- submitting ----------------------------------------------------------------------
     def submit(self, cfg: RunConfig, *, group: str = "", name: str = "") -> str:
         """Validate, store as "queued" and put in its device's queue. Returns the run id."""
-        if not isinstance(cfg, RunConfig):
+        # by name, not isinstance: an app whose modules were reloaded holds RunConfigs of the new class
+        if type(cfg).__name__ != "RunConfig" or not hasattr(cfg, "to_dict"):
             raise TypeError(f"submit() takes a RunConfig, got {type(cfg).__name__}; build one with "
                             f"RunConfig(...) or RunConfig.from_dict(...)")
         cfg = RunConfig.from_dict(cfg.to_dict())  # validate again: fields may have been set after construction
@@ -278,12 +282,30 @@ class RunManager:
 
     # ---- inside ------------------------------------------------------------------------------
     def _load_train_fn(self) -> None:
-        # Called in the submitting (main/page) thread: the trainer's first import of
-        # accelerate & co. must not happen in two worker threads at once.
-        if self._train_fn is None:
-            from hft_core.trainer import train
+        # The trainer's first import of accelerate & co. must not happen in two threads at once.
+        with _IMPORT_LOCK:
+            if self._train_fn is None:
+                from hft_core.trainer import train
 
-            self._train_fn = train
+                self._train_fn = train
+
+    def warm_up(self, data: Sequence[str] = ("bundled:bbc-news",)) -> threading.Thread:
+        """In the background: import the trainer and read ``data`` once (both are cached), so the
+        first Start of a fresh app does not wait for them (a few seconds on 2 cores). Errors are
+        ignored here: a missing package is reported when a run needs it."""
+        def work() -> None:
+            try:
+                self._load_train_fn()
+                from hft_core import data as data_sources
+
+                for source in data:
+                    data_sources.load_data(source, "classification")
+            except Exception:  # noqa: BLE001 - only a warm-up; the run itself reports problems
+                log.debug("warm-up failed", exc_info=True)
+
+        t = threading.Thread(target=work, name="hft-warm-up", daemon=True)
+        t.start()
+        return t
 
     def _check_open(self) -> None:
         if self._closed:

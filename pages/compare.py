@@ -20,6 +20,9 @@ PREFERRED = ["loss", "eval/accuracy", "eval/macro_f1", "eval/loss", "eval/perple
 HIDDEN = {"progress", "params_total", "params_trainable", "tokens_seen"}
 
 st.title("Compare")
+flash = ss.pop("compare.flash", None)
+if flash:
+    st.toast(flash, icon=":material/rocket_launch:")
 store = ui_state.store()
 all_runs = store.list_runs(limit=500)
 by_id = {r.id: r for r in all_runs}
@@ -60,6 +63,9 @@ for rec in selected:
 metrics = [m for m in PREFERRED if m in names] + sorted(n for n in names if n not in PREFERRED and n not in HIDDEN)
 if not metrics:
     metrics = ["loss"]
+want = ss.get("compare.metric")
+if want and want not in metrics and any(r.status in ACTIVE for r in selected):
+    metrics.append(want)  # e.g. a preset's eval metric before its first eval: keep it, points will come
 if ss.get("compare.metric") not in metrics:
     ss["compare.metric"] = metrics[0]
 ss.setdefault("compare.x", "step")

@@ -125,7 +125,7 @@ if "f.token" not in ss:
     ss["f.token"] = uuid.uuid4().hex
 defaults = fs.config_to_state(fs.quick_demo_config(), SPECS, MODEL_OPTIONS, DATA_OPTIONS)
 defaults.update({"f.preset": fs.QUICK_DEMO, "f.go_live": True, "f.sweep_alphas": [0.0, 0.5, 1.0],
-                 "f.sweep_seeds": 1, "f.sweep_group": ""})
+                 "f.sweep_seeds": 1, "f.sweep_group": "", "f.preset_quick": False})
 for k, v in defaults.items():
     if k not in ss:
         ss[k] = v
@@ -291,8 +291,13 @@ with st.expander("Sweep: several runs at once (alphas × seeds), queued as one g
         n = len(chosen.variants)
         st.caption(f"Or run the whole preset: {n} variant(s) × seed {chosen.seeds[0]}"
                    f"{f', about {chosen.minutes:g} min' if chosen.minutes else ''}.")
-        preset_clicked = st.button(f"Run all {n} variants of this preset", key=f"preset-{token}",
+        q1, q2 = st.columns([2, 3], vertical_alignment="center")
+        preset_clicked = q1.button(f"Run all {n} variants of this preset", key=f"preset-{token}",
                                    icon=":material/playlist_play:")
+        q2.checkbox("Quick check: tiny models, a few steps", key="f.preset_quick", persist_state=PERSIST,
+                    help="Runs every variant with the preset's 'quick' settings (tiny random models, seconds "
+                         "in all): checks that the whole comparison works before the real one. The numbers "
+                         "mean nothing.")
     else:
         preset_clicked = False
 
@@ -472,6 +477,11 @@ if data_error:  # a bad upload or a missing file: say that, not what the empty d
     config_error = data_error
 elif precision_error:
     config_error = precision_error
+elif cfg is not None and (refs := sorted(set(re.findall(r"run:\{(\w+)\}", cfg.to_yaml())))):
+    # a preset variant that learns from another variant's run (a KD teacher): only the preset knows which
+    config_error = (f"this variant uses the run of the preset's '{refs[0]}' variant (run:{{{refs[0]}}}), which does "
+                    f"not exist yet: press 'Run all variants of this preset', or replace run:{{{refs[0]}}} with "
+                    f"the id of a finished run (Runs page), e.g. run:r-1a2b3c")
 
 with tab_cfg:
     if cfg is None:
@@ -512,12 +522,12 @@ with summary_box:
 # ---- start -----------------------------------------------------------------------------------
 
 
-def _started(ids: list[str], what: str) -> None:
+def _started(ids: list[str], what: str, page: str = "") -> None:
     ss["f.token"] = uuid.uuid4().hex  # the buttons just pressed are gone from the next run on
     ss["f.last_started"] = ids
-    ss["live.flash"] = f"Started {what}: {', '.join(ids)}"
-    if ss.get("f.go_live"):
-        st.switch_page("pages/live.py")
+    ss["compare.flash" if page.endswith("compare.py") else "live.flash"] = f"Started {what}: {', '.join(ids)}"
+    if page or ss.get("f.go_live"):
+        st.switch_page(page or "pages/live.py")
     st.rerun()
 
 
@@ -525,11 +535,17 @@ if start_clicked or sweep_clicked or preset_clicked:
     mgr = ui_state.manager()
     if preset_clicked:
         try:
-            group, ids = preset_lib.submit_preset(mgr, PRESETS[ss["f.preset"]])
+            quick = bool(ss.get("f.preset_quick"))
+            group, ids = preset_lib.submit_preset(mgr, PRESETS[ss["f.preset"]], quick=quick,
+                                                  group=f"{preset_lib.group_name(PRESETS[ss['f.preset']])}-quick"
+                                                  if quick else "")
         except (ConfigError, ValueError) as e:
             message_box.error(f"Not started: {e}")
         else:
-            _started(ids, f"preset group {group}")
+            # a preset is a comparison: open its group on Compare, on the metric it is about
+            ss["compare.group"], ss["compare.runs"] = group, ids
+            ss["compare.metric"] = PRESETS[ss["f.preset"]].metric
+            _started(ids, f"preset group {group}", page="pages/compare.py")
     elif cfg is None or config_error:
         pass  # said in the summary above ("Not started: ...")
     elif start_clicked:

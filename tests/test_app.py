@@ -368,3 +368,33 @@ def test_runs_resume_a_stopped_run(lab):
     assert not at.exception, at.exception
     assert mgr.wait(rid, timeout=20)
     assert store.get_run(rid).status == "finished"
+
+
+def test_run_all_variants_of_a_preset_opens_its_group_on_compare(lab):
+    store, mgr = lab
+    at = app(mgr)
+    title = next(o for o in at.selectbox(key="f.preset").options if "scratch" in o.lower())
+    at.selectbox(key="f.preset").set_value(title).run()
+    run_all = next(b for b in at.button if b.label.startswith("Run all"))
+    run_all.click().run()
+    assert not at.exception, at.exception
+    runs = store.list_runs()
+    assert len(runs) == 3 and len({r.group for r in runs}) == 1  # alpha 0, 0.5, 1 as one group
+    assert [t.value for t in at.title] == ["Compare"]
+    assert at.session_state["compare.group"] == runs[0].group
+    assert sorted(at.session_state["compare.runs"]) == sorted(r.id for r in runs)
+    assert at.session_state["compare.metric"] == "eval/accuracy"
+
+
+def test_a_variant_that_needs_another_variants_run_says_how_to_start_it(lab):
+    store, mgr = lab
+    at = app(mgr)
+    title = next(o for o in at.selectbox(key="f.preset").options if "student" in o.lower())
+    at.selectbox(key="f.preset").set_value(title).run()
+    kd = next(o for o in at.selectbox(key="f.variant").options if "KD" in o)
+    at.selectbox(key="f.variant").set_value(kd).run()
+    assert not at.exception, at.exception
+    errors = " ".join(texts(at, "error"))
+    assert "run:{teacher}" in errors and "Run all variants" in errors
+    at.button(key=next(k for k in (b.key for b in at.button) if k and k.startswith("start-"))).click().run()
+    assert store.list_runs() == []  # nothing started

@@ -478,3 +478,19 @@ def test_real_trainer_run_through_the_manager(store, tmp_path):
     assert any("finished" in msg for _, _, msg in store.events(ok))
     b = store.get_run(bad)
     assert b.status == "failed" and "missing.csv" in b.error and b.traceback
+
+
+def test_warm_up_imports_the_trainer_and_reads_the_data_in_the_background(tmp_path):
+    from hft_core import data as data_sources
+
+    store = RunStore(tmp_path)
+    mgr = RunManager(store)
+    try:
+        data_sources._bbc_articles.cache_clear()
+        mgr.warm_up().join(timeout=120)
+        assert mgr._train_fn is not None and mgr._train_fn.__module__ == "hft_core.trainer"
+        assert data_sources._bbc_articles.cache_info().currsize == 1
+        mgr.warm_up(data=("no-such-source",)).join(timeout=60)  # a bad source is only logged, never raised
+    finally:
+        mgr.shutdown()
+        store.close()

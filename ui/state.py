@@ -28,7 +28,9 @@ def _shared_manager(home: str):
     from hft_core.runs import RunManager
     from hft_core.store import RunStore
 
-    return RunManager(RunStore(home))
+    mgr = RunManager(RunStore(home))
+    mgr.warm_up()  # the first Start then finds the trainer imported and the default data read
+    return mgr
 
 
 def manager():

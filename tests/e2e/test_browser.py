@@ -3,6 +3,7 @@
     first curve in three clicks (open, Start, Live shows it)
     a live chart grows between two screenshots; Stop stops the run
     a sweep queues several runs; Compare overlays runs from Live
+    a preset (distillation, quick settings) runs end to end and opens on Compare
     upload a CSV, train on it; a bad upload gets a clear error
 
 The runs are tiny (tiny:bert, short texts, few steps) so the file takes a few minutes
@@ -264,4 +265,43 @@ def test_sweep_queues_runs_and_compare_overlays(app, shot):
     n = wait_for(lambda: app.evaluate(TRACES_WITH_POINTS_JS), 60, "overlaid curves on Compare")
     assert n >= 2
     shot(app, "e2e-09-compare-overlay")
+    assert not app.console_errors
+
+
+def test_a_preset_runs_end_to_end_and_opens_on_compare(app, shot):
+    """Distillation: the teacher runs first, the two students after it (one learns from it by run id)."""
+    open_app(app)
+    choose(app, "Preset", re.compile("Distil a 2-layer student"))
+    wait_idle(app)
+    app.get_by_text(re.compile("Does it learn better")).first.wait_for(timeout=30_000)  # the question is shown
+    widget(app, "stCheckbox", "Quick check").click()  # the preset's quick settings: tiny models, seconds
+    wait_idle(app)
+    shot(app, "e2e-10-train-preset")
+    click_single(app, app.get_by_role("button", name=re.compile("Run all 3 variants")))
+    app.locator("h1", has_text="Compare").wait_for(timeout=60_000)
+    # every variant ends with an eval point: the three traces fill in as the runs finish, in queue order
+    wait_for(lambda: app.evaluate(TRACES_WITH_POINTS_JS) >= 3, 300, "the preset's 3 runs on the Compare chart")
+    names = app.evaluate("""() => { """ + FIRST_PLOT + """
+        return firstPlot()._fullData.filter(t => (t.x || []).length).map(t => t.name); }""")
+    assert any("teacher" in n for n in names) and any("KD" in n for n in names), names
+    shot(app, "e2e-11-compare-preset")
+    assert not app.console_errors
+
+
+def test_every_page_and_tab_is_readable(app, shot):
+    """Screenshots of the pages and tabs the flows above do not show (for a person to look at)."""
+    open_app(app)
+    for i, tab in enumerate(["Strategy mix", "Training & precision", "Config & command"]):
+        app.get_by_role("tab", name=tab).click()
+        wait_idle(app)
+        shot(app, f"e2e-2{i}-train-{tab.split()[0].lower()}")
+    app.get_by_role("tab", name="Strategy mix").click()
+    widget(app, "stCheckbox", "L2-SP").click()  # a strategy's fields appear, each with its help
+    wait_idle(app)
+    shot(app, "e2e-23-train-strategy-on")
+    for path, name in (("runs", "e2e-24-runs"), ("learn", "e2e-25-learn")):
+        app.goto(app.base_url + "/" + path)
+        app.locator("h1").first.wait_for()
+        wait_idle(app)
+        shot(app, name)
     assert not app.console_errors
