@@ -10,7 +10,8 @@ Who writes and who reads:
   waits on the disk.
 * A background flusher thread writes the buffer in one transaction every
   ``flush_interval`` seconds (0.5 s by default), so a crash or ``kill -9`` loses at
-  most the last second of metrics.
+  most the last second of metrics. A run's first few ``log_metrics`` calls wake it
+  at once, so a new run's first points reach the charts without that wait.
 * Run-level writes (``create_run``, ``set_status`` ...) are rare and go straight
   to the database through the same writer connection, under a lock.
 * Readers (dashboard pages, the CLI, other processes) use their own connection
@@ -36,6 +37,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,7 @@ STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 DONE_STATUSES = ("finished", "stopped", "failed", "interrupted")
 DB_NAME = "runs.sqlite"
 SCHEMA_VERSION = 1
+PROMPT_LOGS = 3                # a run's first log_metrics calls are written at once, not within flush_interval
 MAX_BUFFERED_ROWS = 1_000_000  # if the disk keeps failing, keep at most this many rows in memory
 
 
@@ -214,6 +217,8 @@ class RunStore:
         self.last_write_error: str | None = None  # set while background writes fail (e.g. disk full)
         self._wcon = self._open_writer()
         self._closing = threading.Event()
+        self._wake = threading.Event()           # flush now, not at the next interval
+        self._logs_seen: Counter[str] = Counter()  # log_metrics calls per run (the first few flush at once)
         self._flusher = threading.Thread(target=self._flush_loop, name=f"hft-store-flusher:{self.path}", daemon=True)
         self._flusher.start()
         _OPEN_STORES.add(self)
@@ -528,6 +533,9 @@ class RunStore:
                 raise TypeError(f"metric {name!r} at step {step} is {value!r}; metrics must be numbers") from None
         with self._block:
             self._metric_rows.extend(rows)
+            self._logs_seen[run_id] += 1
+            if self._logs_seen[run_id] <= PROMPT_LOGS:  # a new run's first points show without the interval's wait
+                self._wake.set()
 
     def log_event(self, run_id: str, message: str, level: str = "info") -> None:
         """Buffer one log line of the run (written with the next flush)."""
@@ -558,7 +566,11 @@ class RunStore:
         self.last_write_error = None
 
     def _flush_loop(self) -> None:
-        while not self._closing.wait(self.flush_interval):
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._closing.is_set():
+                return  # close() flushes what is left
             try:
                 self.flush()
             except StoreError as e:
@@ -640,6 +652,7 @@ class RunStore:
         if self._closed:
             return
         self._closing.set()
+        self._wake.set()
         if self._flusher is not threading.current_thread():
             self._flusher.join(timeout=10)
         try:

@@ -177,6 +177,28 @@ def test_another_connection_sees_metrics_within_a_second_without_flush(tmp_path)
         s.close()
 
 
+def test_a_new_runs_first_logs_are_written_at_once_later_ones_with_the_interval(tmp_path):
+    from hft_core.store import PROMPT_LOGS
+
+    s = RunStore(tmp_path, flush_interval=60)  # the interval alone would keep everything in memory for a minute
+    try:
+        a = s.create_run(cfg())
+        other = raw(s)
+        count = lambda: other.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+        for step in range(1, PROMPT_LOGS + 1):
+            s.log_metrics(a, step, {"loss": 1.0 / step})
+            deadline = time.time() + 30
+            while count() < step:
+                assert time.time() < deadline, f"log {step} of a new run was not written at once"
+                time.sleep(0.02)
+        s.log_metrics(a, PROMPT_LOGS + 1, {"loss": 0.1})
+        time.sleep(0.5)
+        assert count() == PROMPT_LOGS  # buffered until the interval (or close)
+    finally:
+        s.close()
+    assert len(RunStore(tmp_path).metrics(a)) == PROMPT_LOGS + 1  # close flushed the rest
+
+
 def test_logging_never_waits_on_a_locked_database(store):
     """Another process holds the write lock: log_metrics still completes (it never touches the disk),
     and the buffered rows land once the lock is released."""
