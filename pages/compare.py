@@ -13,6 +13,8 @@ from hft_core import charts
 from ui import state as ui_state
 from ui.live_chart import live_charts
 
+ui_state.through_app()  # first: a page opened by its URL on a fresh server runs inside app.py
+
 ss = st.session_state
 ACTIVE = ("queued", "running")
 PREFERRED = ["loss", "eval/accuracy", "eval/macro_f1", "eval/loss", "eval/perplexity", "eval/roc_auc", "lr",

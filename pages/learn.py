@@ -10,6 +10,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hft_core import explain
+from ui import state as ui_state
+
+ui_state.through_app()  # first: a page opened by its URL on a fresh server runs inside app.py
 
 st.title("Learn")
 st.caption("Each strategy in plain words, its formula, where it comes from, what to look for in the curves, "

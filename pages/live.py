@@ -18,6 +18,8 @@ from hft_core import charts
 from ui import state as ui_state
 from ui.live_chart import live_charts
 
+ui_state.through_app()  # first: a page opened by its URL on a fresh server runs inside app.py
+
 ss = st.session_state
 ACTIVE = ["queued", "running"]
 DONE = ["finished", "stopped", "failed", "interrupted"]

@@ -17,6 +17,8 @@ from hft_core.config import ConfigError, RunConfig
 from hft_core.store import STATUSES, StoreError, export_run
 from ui import state as ui_state
 
+ui_state.through_app()  # first: a page opened by its URL on a fresh server runs inside app.py
+
 ss = st.session_state
 TABLE_LIMIT = 300
 

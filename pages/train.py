@@ -30,6 +30,8 @@ from ui import form_state as fs
 from ui import state as ui_state
 from ui.fields import PERSIST, field_widget
 
+ui_state.through_app()  # first: a page opened by its URL on a fresh server runs inside app.py
+
 ss = st.session_state
 SPECS = all_specs()
 SPEC_BY_NAME = {s.name: s for s in SPECS}

@@ -65,6 +65,26 @@ h1 { padding-top: 0.2rem !important; padding-bottom: 0.4rem !important; }
 </style>"""
 
 
+def through_app() -> None:
+    """Call first in every page: make sure the page runs inside app.py's navigation.
+
+    A fresh server whose first visitor opens a page URL directly (a bookmark, or a tab
+    reconnecting after a restart) runs that page alone, Streamlit's old pages/-folder
+    mode, until app.py has called st.navigation once: no layout, no top menu. Here the
+    flag behind that mode is switched off and the run repeated, now through app.py.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without it has no such mode
+        return
+    first_view = not st.session_state.get("_through_app")
+    st.session_state["_through_app"] = True
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        if first_view:  # (later runs carry widget events a rerun would drop; by then app.py runs anyway)
+            st.rerun()
+
+
 def compact_layout() -> None:
     """Less empty space above the page title (style only: takes no room in the page)."""
     st.html(COMPACT_CSS)
