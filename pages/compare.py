@@ -123,7 +123,9 @@ def chart_panel() -> None:
         deltas = charts.paired_deltas(frame, baseline)
         shown.append(("delta", "", charts.delta_spec(deltas, metric, labels.get(baseline, baseline), x=x,
                                                      labels=labels, colors=colors, uirevision=f"delta-{metric}-{x}")))
-    live_charts(shown, key="compare.charts", columns=1)  # one iframe: plotly.js parsed once
+    # one iframe: plotly.js parsed once; a new key when polling stops (a re-mounted component under its
+    # old key is not sent its figures again)
+    live_charts(shown, key="compare.charts" if any_active else "compare.charts.final", columns=1)
     if deltas is not None and not deltas.empty:
         last = deltas.sort_values("step").groupby("run_id").tail(1)
         unit = charts.metric_info(metric)[1]
@@ -135,6 +137,8 @@ def chart_panel() -> None:
         st.caption("No points yet: " + ", ".join(f"{labels.get(r, r)} ({statuses[r]})" for r in empty))
     if any(s in ACTIVE for s in statuses.values()):
         st.caption("Some of these runs are still training: the charts refresh every 2 s.")
+    elif any_active:
+        st.rerun()  # the last one ended: draw the page once more, now without the timer
     ss["compare.last_df"] = df
     ss["compare.last_fig"] = fig
 

@@ -265,6 +265,19 @@ with top_right:
         st.info(f"**{chosen.question}**  \nExpected: {chosen.expected}", icon=":material/science:")
 
 token = ss["f.token"]
+preset_clicked = False
+if chosen is not None:  # the whole comparison, queued as one group and opened on Compare
+    n = len(chosen.variants)
+    q1, q2, q3 = st.columns([2.2, 2.6, 4], vertical_alignment="center")
+    preset_clicked = q1.button(f"Run all {n} variants of this preset", key=f"preset-{token}",
+                               icon=":material/playlist_play:")
+    q2.checkbox("Quick check: tiny models, a few steps", key="f.preset_quick", persist_state=PERSIST,
+                help="Runs every variant with the preset's 'quick' settings (tiny random models, seconds "
+                     "in all): checks that the whole comparison works before the real one. The numbers "
+                     "mean nothing.")
+    q3.caption(f"{n} variant(s) × seed {chosen.seeds[0]}"
+               f"{f', about {chosen.minutes:g} min on 2 CPU cores' if chosen.minutes else ''}; "
+               "or edit the loaded variant below and Start it alone.")
 with st.form("start-form", enter_to_submit=True):
     c_name, c_group, c_live, c_start = st.columns([3, 2, 2, 1.3], vertical_alignment="bottom")
     c_name.text_input("Run name", key="cfg.name", placeholder="generated: model + strategies",
@@ -289,19 +302,6 @@ with st.expander("Sweep: several runs at once (alphas × seeds), queued as one g
                       persist_state=PERSIST)
         sweep_clicked = s4.form_submit_button("Start as sweep", icon=":material/grid_view:", key=f"sweep-{token}",
                                               use_container_width=True)
-    if chosen is not None:
-        n = len(chosen.variants)
-        st.caption(f"Or run the whole preset: {n} variant(s) × seed {chosen.seeds[0]}"
-                   f"{f', about {chosen.minutes:g} min' if chosen.minutes else ''}.")
-        q1, q2 = st.columns([2, 3], vertical_alignment="center")
-        preset_clicked = q1.button(f"Run all {n} variants of this preset", key=f"preset-{token}",
-                                   icon=":material/playlist_play:")
-        q2.checkbox("Quick check: tiny models, a few steps", key="f.preset_quick", persist_state=PERSIST,
-                    help="Runs every variant with the preset's 'quick' settings (tiny random models, seconds "
-                         "in all): checks that the whole comparison works before the real one. The numbers "
-                         "mean nothing.")
-    else:
-        preset_clicked = False
 
 tab_data, tab_mix, tab_train, tab_cfg = st.tabs(["Model & data", "Strategy mix", "Training & precision",
                                                  "Config & command"])
