@@ -118,7 +118,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
 
     start_step, tokens_seen = 0, 0
     if resume:
-        start_step, tokens_seen = _load_state(ckpt_dir, unwrapped, optimizer, scheduler, scaler)
+        start_step, tokens_seen = _load_state(ckpt_dir, unwrapped, optimizer, scheduler, scaler, mix)
         sink.event(f"resumed from step {start_step}")
     elif main and ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -350,8 +350,10 @@ def _save(ckpt_dir: Path, cfg: RunConfig, model, tokenizer, mix, optimizer, sche
     tokenizer.save_pretrained(tmp)
     (tmp / "run_config.yaml").write_text(cfg.to_yaml())
     save_model(model, str(tmp / LIVE_WEIGHTS))
+    # strategies with state of their own (mutual learning's peer model and its optimizer) add it here
+    extra = {s.name: s.state_dict() for s in mix if hasattr(s, "state_dict")}
     torch.save({"step": step, "tokens_seen": tokens_seen, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "strategies": extra,
                 "rng_torch": torch.get_rng_state(), "rng_python": random.getstate()}, tmp / STATE_FILE)
     old = ckpt_dir.with_name(ckpt_dir.name + ".old")
     if ckpt_dir.exists():
@@ -374,7 +376,7 @@ def recover_checkpoint(out_dir: str | Path) -> None:
     (tmp if (tmp / STATE_FILE).exists() else old).rename(ckpt)
 
 
-def _load_state(ckpt_dir: Path, model, optimizer, scheduler, scaler) -> tuple[int, int]:
+def _load_state(ckpt_dir: Path, model, optimizer, scheduler, scaler, mix=()) -> tuple[int, int]:
     from safetensors.torch import load_model
 
     load_model(model, str(ckpt_dir / LIVE_WEIGHTS))
@@ -382,6 +384,9 @@ def _load_state(ckpt_dir: Path, model, optimizer, scheduler, scaler) -> tuple[in
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
+    for s in mix:
+        if hasattr(s, "load_state_dict") and s.name in state.get("strategies", {}):
+            s.load_state_dict(state["strategies"][s.name])
     torch.set_rng_state(state["rng_torch"])
     random.setstate(_to_tuple(state["rng_python"]))
     return int(state["step"]), int(state["tokens_seen"])

@@ -209,10 +209,11 @@ def test_resume_survives_a_kill_between_the_two_renames_of_a_checkpoint_swap(toy
     assert not ckpt.exists()
 
 
-def test_resume_continues_the_same_losses(toy_csv, tmp_path):
+@pytest.mark.parametrize("mix", [{}, {"mutual": {}}], ids=["plain", "mutual-peer"])
+def test_resume_continues_the_same_losses(toy_csv, tmp_path, mix):
     """Stop at step 3, resume: steps 4..6 match a run that never stopped (data order, optimizer, RNG)."""
     full = MemorySink()
-    train(tiny(toy_csv, eval_every=0), full)
+    train(tiny(toy_csv, eval_every=0, mix=mix), full)
     stop = threading.Event()
 
     class StopAt3(MemorySink):
@@ -222,10 +223,13 @@ def test_resume_continues_the_same_losses(toy_csv, tmp_path):
                 stop.set()
 
     first = StopAt3()
-    train(tiny(toy_csv, eval_every=0), first, stop, out_dir=tmp_path)
+    train(tiny(toy_csv, eval_every=0, mix=mix), first, stop, out_dir=tmp_path)
     second = MemorySink()
-    train(tiny(toy_csv, eval_every=0), second, out_dir=tmp_path, resume=True)
+    train(tiny(toy_csv, eval_every=0, mix=mix), second, out_dir=tmp_path, resume=True)
     assert [s for s, _ in second.series("loss")] == [4, 5, 6]
     expected = [v for s, v in full.series("loss") if s > 3]
     got = [v for _, v in second.series("loss")]
     assert got == pytest.approx(expected, rel=1e-5)
+    if mix:  # the peer resumed too (a fresh peer would give other peer losses)
+        assert [v for _, v in second.series("peer/loss")] == pytest.approx(
+            [v for s, v in full.series("peer/loss") if s > 3], rel=1e-5)

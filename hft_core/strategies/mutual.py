@@ -90,6 +90,14 @@ class MutualLearning(Hooks):
         self._stats.append((float(peer_loss.detach()), acc))
         return {"mutual": w * losses.mutual_kl(s, p.detach(), mask)}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The peer and its optimizer: saved in the run's checkpoint, so a resumed run goes on with them."""
+        return {"peer": self.peer.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.peer.load_state_dict(state["peer"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def on_step_end(self, step: int, ctx: StrategyContext) -> None:
         if self.cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.peer.parameters(), self.cfg.max_grad_norm)
