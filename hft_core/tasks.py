@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from hft_core.losses import causal_lm_loss
 from hft_core.strategies.base import Batch
 
 # ---- tokenization, once per distinct text -------------------------------------------------------
@@ -197,12 +198,6 @@ class CausalLMTask:
         samples = generate_samples(model, tokenizer, self, examples[:num_samples], device) if num_samples else []
         model.train(was_training)
         return EvalReport({"loss": loss, "perplexity": math.exp(min(loss, 50.0))}, samples=samples)
-
-
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """logits (B, L, V), labels (B, L) with -100 = ignore; predicts token t+1 from t."""
-    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                           ignore_index=-100)
 
 
 @torch.no_grad()
