@@ -37,7 +37,10 @@ class LoRAConfig:
     alpha: float = param(16.0, "Scaling: the update is multiplied by alpha / r.")
     dropout: float = param(0.05, "Dropout on the LoRA branch's input.")
     target_modules: str = param("auto", "Layers to adapt, comma-separated module names (e.g. 'query,value'); "
-                                "'auto' = the attention query/value projections of the model family.")
+                                "'auto' = the attention query/value projections of the model family (the "
+                                "LoRA paper's choice). For BERT, 'query,key,value,dense' adapts every linear "
+                                "layer (QLoRA's advice): about 4x the parameters, closer to full fine-tuning "
+                                "(91.7% vs 84.7%, full 92.8%, in bench/strategies.py's setting).")
 
     def __post_init__(self) -> None:
         coerce_numbers(self)
