@@ -187,15 +187,19 @@ def live_panel() -> None:
         st.markdown("**Recently ended**")
         for rec in ended:
             _run_row(rec, df, None, colors[rec.id])
-    b1, b2, _ = st.columns([2.6, 1.5, 5])
-    if b1.button("Compare these runs", icon=":material/stacked_line_chart:", key="live.compare"):
-        ss["compare.runs"] = [r.id for r in runs]
-        st.switch_page("pages/compare.py")
     if not active:
-        b2.button("Refresh", icon=":material/refresh:", key="live.refresh")
+        st.button("Refresh", icon=":material/refresh:", key="live.refresh")
 
 
 st.fragment(live_panel, run_every=run_every)()
+# Outside the fragment: a button redrawn every second can lose a click that lands mid-redraw.
+shown = ss.get("live.snapshot")
+if shown and (shown[0] or shown[1]):
+    if st.button("Compare these runs", icon=":material/stacked_line_chart:", key="live.compare",
+                 help="Open the runs shown here on Compare, overlaid."):
+        active_now, ended_now, _ = ss["live.snapshot"]
+        ss["compare.runs"] = [r.id for r in active_now + ended_now]
+        st.switch_page("pages/compare.py")
 flash = ss.pop("live.flash", None)
 if flash:
     st.toast(flash, icon=":material/rocket_launch:")

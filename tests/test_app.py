@@ -281,6 +281,16 @@ def test_live_shows_runs_curves_and_a_failed_runs_error(lab):
     assert {t["name"] for t in figures[0]["data"]} == {"seeded 0"} and figures[0]["layout"]["uirevision"] == "live-loss"
 
 
+def test_live_compare_these_runs_opens_them_on_compare(lab):
+    store, mgr = lab
+    ids = seed_runs(store, 2)
+    at = app(mgr, "pages/live.py")
+    at.button(key="live.compare").click().run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Compare"]
+    assert sorted(at.session_state["compare.runs"]) == sorted(ids)
+
+
 def test_live_stop_button_stops_a_running_run(home):
     store = RunStore(home)
     mgr = RunManager(store, train_fn=fake_train(step_seconds=0.05))
