@@ -94,6 +94,7 @@ def load_data(source: str, task: str, *, text_column: str = "", label_column: st
     # an exact duplicate could land on both sides of the split and inflate eval scores
     # (BBC News has 100: 2,225 articles, 2,125 distinct)
     n_read = len(examples)
+    # keeps the first copy of each; the order is that of each example's last copy (fixes the split)
     examples = list({tuple(sorted(e.items())): e for e in reversed(examples)}.values())[::-1]
     if not examples:
         raise DataError(f"{source}: no examples left after dropping empty texts; check the file and the "

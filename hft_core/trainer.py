@@ -92,6 +92,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
                f"model {cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
 
     # ---- 3. strategies, then the optimizer --------------------------------------
+    mix = strategies.build(cfg.mix)
     ctx = StrategyContext(
         task=cfg.task, num_labels=num_labels, tokenizer=tokenizer, device=device, seed=cfg.seed,
         max_steps=cfg.max_steps, model_source=cfg.model,
@@ -99,10 +100,10 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
         load_model=lambda source: model_sources.load_model(source, cfg.task, num_labels),
         # the whole training split as text, labels unused: KD's transfer set (in a few-shot run, the
         # n_train labelled examples plus the rest of the corpus without its labels; never eval data)
-        train_texts=[task.make_batch([e], tokenizer).texts[0] for e in (dataset.pool or dataset.train)],
+        train_texts=[task.make_batch([e], tokenizer).texts[0] for e in (dataset.pool or dataset.train)]
+        if any(getattr(s, "needs_train_texts", False) for s in mix) else [],
         collate=lambda texts: task.collate(tokenizer, strategies.Batch(texts=list(texts)), cfg.max_length, device),
     )
-    mix = strategies.build(cfg.mix)
     for s in mix:
         model = s.setup(model, ctx)
     model.to(device)

@@ -123,9 +123,7 @@ def chart_panel() -> None:
         deltas = charts.paired_deltas(frame, baseline)
         shown.append(("delta", "", charts.delta_spec(deltas, metric, labels.get(baseline, baseline), x=x,
                                                      labels=labels, colors=colors, uirevision=f"delta-{metric}-{x}")))
-    # one iframe: plotly.js parsed once; a new key when polling stops (a re-mounted component under its
-    # old key is not sent its figures again)
-    live_charts(shown, key="compare.charts" if any_active else "compare.charts.final", columns=1)
+    live_charts(shown, key="compare.charts", columns=1, polling=any_active)  # one iframe: plotly.js parsed once
     if deltas is not None and not deltas.empty:
         last = deltas.sort_values("step").groupby("run_id").tail(1)
         unit = charts.metric_info(metric)[1]

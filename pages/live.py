@@ -179,9 +179,7 @@ def live_panel() -> None:
         # with nothing active this is the last draw: show every point
         every = 0.0 if not active else REFRESH_S if key == "loss" else SECONDARY_REFRESH_S
         figures.append(_panel(df, metric, key, title, labels, colors, every=every, **kw))
-    # A new key when polling stops: the page's last full rerun re-creates the fragment, and a chart
-    # component re-mounted under its old key is not sent its figures again (blank charts).
-    live_charts(figures, key="live.charts" if active else "live.charts.final", columns=2)
+    live_charts(figures, key="live.charts", columns=2, polling=bool(active))
 
     if ended and active:
         st.markdown("**Recently ended**")

@@ -118,12 +118,16 @@ def _spec(fig: Any) -> dict:
 
 
 def live_charts(panels: Sequence[tuple[str, str, Any]], key: str, columns: int = 2,
-                config: dict | None = None) -> None:
+                config: dict | None = None, polling: bool = True) -> None:
     """Draw charts ``(panel id, title, figure spec or go.Figure)`` in a grid, updated in place on later calls.
 
     A panel keeps its chart (and the user's zoom) across calls as long as its id stays;
-    only panels whose figure changed are redrawn.
+    only panels whose figure changed are redrawn. ``polling=False`` for the last draw after
+    a fragment's timer stops: that full rerun re-creates the fragment, and a component
+    re-mounted under its old key is never sent its figures again (blank charts), so the
+    last draw gets a key of its own.
     """
+    key = key if polling else f"{key}.final"
     component = components.declare_component("hft_live_chart", path=_folder())
     component(panels=[{"id": pid, "title": title, "figure": _spec(fig)} for pid, title, fig in panels],
               columns=columns, config=config or {}, key=key, default=None)

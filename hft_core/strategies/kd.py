@@ -110,6 +110,7 @@ class KnowledgeDistillation(Hooks):
     def __init__(self, cfg: KDConfig) -> None:
         self.cfg = cfg
         self.task_weight = 1.0 - cfg.ratio
+        self.needs_train_texts = cfg.transfer_set  # the trainer fills ctx.train_texts only when asked
         self.teacher: nn.Module | None = None
         self.student: nn.Module | None = None
 
