@@ -441,7 +441,7 @@ def test_lora_equals_base_at_init_counts_and_merges(tokenizer, build, in_out):
     with torch.no_grad():
         base_logits = model(**batch.model_inputs).logits
     head_params = sum(p.numel() for _, p in anatomy.head_parameters(model))
-    s = LoRA(LoRAConfig(r=4, alpha=8, dropout=0.0))
+    s = LoRA(LoRAConfig(r=4, alpha=8, dropout=0.0, target_modules="query-value"))
     pm = s.setup(model, make_ctx(tokenizer, build=build)).eval()
     with torch.no_grad():
         assert torch.equal(pm(**batch.model_inputs).logits, base_logits)
@@ -458,6 +458,40 @@ def test_lora_equals_base_at_init_counts_and_merges(tokenizer, build, in_out):
     with torch.no_grad():
         assert torch.allclose(merged(**batch.model_inputs).logits, unmerged, atol=1e-5)
         assert torch.equal(pm(**batch.model_inputs).logits, unmerged)  # the live model keeps its adapters
+
+
+# (in, out) of every linear layer in one block: the all-linear default must adapt each of them
+BLOCK_LINEARS = {
+    "bert": [(64, 64)] * 4 + [(64, 128), (128, 64)],             # query, key, value, attn out; intermediate; output
+    "gpt2": [(64, 192), (64, 64), (64, 256), (256, 64)],         # c_attn, attn c_proj, c_fc, mlp c_proj (Conv1D)
+    "llama": [(64, 64)] * 4 + [(64, 128), (64, 128), (128, 64)],  # q, k, v, o; gate, up; down
+}
+
+
+@pytest.mark.parametrize("build,family", [(tiny_bert, "bert"), (tiny_gpt2, "gpt2"), (tiny_llama, "llama")])
+def test_lora_default_adapts_every_linear_layer_of_the_blocks(tokenizer, build, family):
+    model = build()
+    head_params = sum(p.numel() for _, p in anatomy.head_parameters(model))
+    block_name, blocks = anatomy.find_blocks(model)
+    linears = [f"{block_name}.{n}" for n, m in blocks.named_modules()
+               if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"]
+    assert len(linears) == len(blocks) * len(BLOCK_LINEARS[family])
+    assert LoRAConfig().target_modules == "all-linear"
+    pm = LoRA(LoRAConfig(r=4, alpha=8, dropout=0.0)).setup(model, make_ctx(tokenizer, build=build))
+    adapted = sorted(n.removeprefix("base_model.model.") for n, m in pm.named_modules() if hasattr(m, "lora_A")
+                     and "default" in getattr(m, "lora_A", {}))
+    assert adapted == sorted(linears)  # every linear layer of every block, nothing else (not the pooler, not the head)
+    expected = len(blocks) * sum(4 * (i + o) for i, o in BLOCK_LINEARS[family]) + head_params
+    assert sum(p.numel() for p in pm.parameters() if p.requires_grad) == expected  # r*(in+out) per adapted layer
+
+
+def test_lora_query_value_is_an_option_and_auto_its_old_name(tokenizer):
+    counts = []
+    for targets in ("query-value", "auto", "query,value"):
+        pm = LoRA(LoRAConfig(r=4, target_modules=targets)).setup(tiny_bert(), make_ctx(tokenizer))
+        counts.append(sorted(n for n, m in pm.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A))
+    assert counts[0] == counts[1] == counts[2] and len(counts[0]) == 2 * 2
+    assert all(n.endswith((".query", ".value")) for n in counts[0])
 
 
 def test_lora_keeps_attached_modules_trainable(tokenizer):
