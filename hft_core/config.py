@@ -21,52 +21,8 @@ from typing import Any, Mapping
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config value is wrong. The message names the field, the value and the fix."""
-
-
-def param(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with help text (shown as UI tooltip and CLI help)."""
-    if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-def help_of(cls: type, name: str) -> str:
-    """The help text of field ``name`` of dataclass ``cls``."""
-    for f in fields(cls):
-        if f.name == name:
-            return f.metadata.get("help", "")
-    raise KeyError(name)
-
-
-def coerce_numbers(obj: Any) -> None:
-    """Turn numeric strings into the field's type ("1e-4" -> 1e-4 for a float field).
-
-    YAML 1.1 reads ``1e-4`` as a string and HTML forms send text, so configs coming
-    from either are normalised here; anything that does not parse is left for the
-    field's own validation message.
-    """
-    for f in fields(obj):
-        v = getattr(obj, f.name)
-        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-        try:
-            if kind == "float" and isinstance(v, (str, int)) and not isinstance(v, bool):
-                setattr(obj, f.name, float(v))
-            elif kind == "int" and isinstance(v, str):
-                setattr(obj, f.name, int(v))
-            elif kind == "int" and isinstance(v, float) and v.is_integer():
-                setattr(obj, f.name, int(v))
-        except ValueError:
-            raise ConfigError(f"{f.name}={v!r} is not a {kind}: give a number") from None
-
-
-def check(ok: bool, field_name: str, value: Any, fix: str) -> None:
-    """Raise a ConfigError naming the field, the value received and what to do."""
-    if not ok:
-        raise ConfigError(f"{field_name}={value!r} is not valid: {fix}")
-
+from hft_core.fields import ConfigError, check, coerce_numbers, help_of, param  # noqa: F401 (re-exported)
+from hft_core.strategies import base as registry
 
 TASKS = ("classification", "causal-lm")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -103,8 +59,6 @@ class StrategyMix:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "StrategyMix":
-        from hft_core.strategies import base as registry  # late: strategies import this module
-
         out: dict[str, Any] = {}
         for name, values in (d or {}).items():
             if values is False or values is None:
@@ -190,7 +144,6 @@ class RunConfig:
               f"use fewer warmup steps than max_steps ({self.max_steps})")
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
               "device", self.device, "use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        from hft_core.strategies import base as registry
         registry.check_task(self.mix, self.task)
 
     # ---- serialisation -------------------------------------------------------------

@@ -101,7 +101,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
         # the whole training split as text, labels unused: KD's transfer set (in a few-shot run, the
         # n_train labelled examples plus the rest of the corpus without its labels; never eval data)
         train_texts=[task.make_batch([e], tokenizer).texts[0] for e in (dataset.pool or dataset.train)]
-        if any(getattr(s, "needs_train_texts", False) for s in mix) else [],
+        if any(s.needs_train_texts for s in mix) else [],
         collate=lambda texts: task.collate(tokenizer, strategies.Batch(texts=list(texts)), cfg.max_length, device),
     )
     for s in mix:
@@ -115,7 +115,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     task_weight = math.prod(s.task_weight for s in mix)
-    hidden_states = any(getattr(s, "needs_hidden_states", False) for s in mix)
+    hidden_states = any(s.needs_hidden_states for s in mix)
 
     start_step, tokens_seen = 0, 0
     if resume:
@@ -141,6 +141,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
     step = start_step
     status = "finished"
     t_last = time.perf_counter()
+    step_metrics: dict[str, float] = {}  # what the strategies' on_step_end returned since the last log line
     while step < cfg.max_steps:
         if stop.is_set():
             status = "stopped"
@@ -184,7 +185,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
         step += 1
         ctx.step = step
         for s in mix:
-            s.on_step_end(step, ctx)
+            step_metrics.update(s.on_step_end(step, ctx))
         tokens_seen += n_tokens * world
 
         now = time.perf_counter()
@@ -194,8 +195,8 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
                       "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                       "samples_per_s": n_examples * world / dt, "tokens_per_s": n_tokens * world / dt,
                       "tokens_seen": tokens_seen, "peak_mem_mb": _peak_memory_mb(device),
-                      "progress": step / cfg.max_steps, **ctx.extra_metrics}
-            ctx.extra_metrics.clear()
+                      "progress": step / cfg.max_steps, **step_metrics}
+            step_metrics.clear()
             sink.log(step, values)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
             final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, step, mix, main,
@@ -345,14 +346,13 @@ def _save(ckpt_dir: Path, cfg: RunConfig, model, tokenizer, mix, optimizer, sche
     tmp.mkdir(parents=True)
     export = model
     for s in mix:  # e.g. LoRA merges its adapters so the checkpoint is a plain model
-        if hasattr(s, "export_model"):
-            export = s.export_model(export)
+        export = s.export_model(export)
     export.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "run_config.yaml").write_text(cfg.to_yaml())
     save_model(model, str(tmp / LIVE_WEIGHTS))
     # strategies with state of their own (mutual learning's peer model and its optimizer) add it here
-    extra = {s.name: s.state_dict() for s in mix if hasattr(s, "state_dict")}
+    extra = {s.name: state for s in mix if (state := s.state_dict())}
     torch.save({"step": step, "tokens_seen": tokens_seen, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "strategies": extra,
                 "rng_torch": torch.get_rng_state(), "rng_python": random.getstate()}, tmp / STATE_FILE)
@@ -386,7 +386,7 @@ def _load_state(ckpt_dir: Path, model, optimizer, scheduler, scaler, mix=()) -> 
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     for s in mix:
-        if hasattr(s, "load_state_dict") and s.name in state.get("strategies", {}):
+        if s.name in state.get("strategies", {}):
             s.load_state_dict(state["strategies"][s.name])
     torch.set_rng_state(state["rng_torch"])
     random.setstate(_to_tuple(state["rng_python"]))

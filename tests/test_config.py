@@ -75,3 +75,16 @@ def test_unknown_strategy_lists_available():
 def test_config_file_missing(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         RunConfig.load(str(tmp_path / "nope.yaml"))
+
+
+def test_strategies_do_not_import_config_and_config_error_is_one_class():
+    """No import circle: the strategy registry and every strategy module import hft_core.fields, never
+    hft_core.config; config.py re-exports ConfigError, so both names are the same class."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hft_core.strategies.base as b; b.all_specs(); "
+            "assert 'hft_core.config' not in sys.modules, 'a strategy imported hft_core.config'; "
+            "import hft_core.config as c, hft_core.fields as f; assert c.ConfigError is f.ConfigError")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

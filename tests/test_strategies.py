@@ -312,6 +312,22 @@ def test_kd_student_from_every_other_teacher_layer(tokenizer, build):
     assert set(s.extra_losses(out, batch, ctx)) == {"kd"}
 
 
+# ---- the hooks ---------------------------------------------------------------------
+
+def test_every_strategy_has_every_hook_of_the_protocol():
+    """The trainer calls every hook and reads every attribute of ``Strategy`` without probing for them."""
+    declared = set(base.Strategy.__annotations__) | {n for n in vars(base.Strategy) if not n.startswith("_")}
+    assert {"setup", "transform_batch", "extra_losses", "on_step_end", "export_model", "state_dict",
+            "load_state_dict", "task_weight", "needs_train_texts", "needs_hidden_states"} <= declared
+    for spec in base.all_specs():
+        s = spec.factory(spec.config_cls())
+        missing = [n for n in declared if n != "name" and not hasattr(s, n)]
+        assert not missing and s.name == spec.name, (spec.name, missing)
+    h, m = base.Hooks(), torch.nn.Linear(2, 2)
+    assert h.on_step_end(1, None) == {} and h.state_dict() == {} and h.export_model(m) is m
+    assert h.task_weight == 1.0 and not h.needs_train_texts and not h.needs_hidden_states
+
+
 # ---- mutual ------------------------------------------------------------------------
 
 def test_mutual_learning_steps_the_peer_and_logs_it(tokenizer):
@@ -325,9 +341,9 @@ def test_mutual_learning_steps_the_peer_and_logs_it(tokenizer):
     assert set(terms) == {"mutual"} and terms["mutual"].item() > 0
     terms["mutual"].backward()
     assert model.classifier.weight.grad is not None
-    s.on_step_end(1, ctx)
+    metrics = s.on_step_end(1, ctx)
     assert not torch.equal(before, s.peer.classifier.weight)
-    assert {"peer/loss", "peer/accuracy"} <= set(ctx.extra_metrics)
+    assert {"peer/loss", "peer/accuracy"} <= set(metrics)
 
 
 # ---- aux ---------------------------------------------------------------------------
@@ -564,11 +580,11 @@ def test_lpft_trains_the_head_then_everything_at_step_n(tokenizer):
     trainable = lambda: {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable() == {"classifier.weight", "classifier.bias"}
     for step in (1, 2):
-        s.on_step_end(step, ctx)
+        metrics = s.on_step_end(step, ctx)
         assert trainable() == {"classifier.weight", "classifier.bias"}
-        assert ctx.extra_metrics["lpft/backbone_trainable"] == 0.0
-    s.on_step_end(3, ctx)
-    assert ctx.extra_metrics["lpft/backbone_trainable"] == 1.0
+        assert metrics["lpft/backbone_trainable"] == 0.0
+    metrics = s.on_step_end(3, ctx)
+    assert metrics["lpft/backbone_trainable"] == 1.0
     expected = {n for n, _ in model.named_parameters()
                 if not n.startswith(("bert.embeddings.", "bert.encoder.layer.0."))}  # freeze still holds
     assert trainable() == expected

@@ -4,14 +4,24 @@ A strategy is three things (STYLE.md #2): a config dataclass with help per field
 a small object implementing some of the hooks below, and one ``register(...)``
 line. The trainer calls the hooks at fixed points of its one loop:
 
-    model = s.setup(model, ctx)            once, before the optimizer is built
-    batch = s.transform_batch(batch, ctx)  on raw texts, before tokenisation
+    model = s.setup(model, ctx)              once, before the optimizer is built
+    batch = s.transform_batch(batch, ctx)    on raw texts, before tokenisation
     terms = s.extra_losses(out, batch, ctx)  after the forward pass
-    s.on_step_end(step, ctx)               after the optimizer step
+    metrics = s.on_step_end(step, ctx)       after the optimizer step; merged into the step's log line
+    model = s.export_model(model)            before a checkpoint is saved (merge adapters, drop hft_* heads)
+    state = s.state_dict() / s.load_state_dict(state)   the strategy's own state, saved for resume
+
+and reads three attributes: ``task_weight`` (the weight on loss/task), and
+``needs_train_texts`` / ``needs_hidden_states`` (whether the trainer must fill
+``ctx.train_texts`` / ask the model for its hidden states; both cost time, so only
+on request). Every hook and attribute is declared on ``Strategy`` below, and ``Hooks``
+gives each a no-op default: the trainer calls them all, it never probes with getattr.
 
 The total loss is ``task_weight * loss/task + sum(extra terms)`` where
 ``task_weight`` is the product of every strategy's ``task_weight`` (KD sets it to
 1 - r). Each term is logged as ``loss/<name>``, as its contribution to the total.
+A hook returns its metrics (``on_step_end``) rather than writing into the shared
+context, so what a strategy logs is in its signature.
 """
 from __future__ import annotations
 
@@ -21,7 +31,7 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import nn
 
-from hft_core.config import ConfigError
+from hft_core.fields import ConfigError
 
 
 @dataclass
@@ -61,25 +71,53 @@ class StrategyContext:
     train_texts: list[str] = field(default_factory=list)  # the whole training pool, labels not needed
     step: int = 0                               # the optimizer step about to run / just run
     training: bool = True
-    extra_metrics: dict[str, float] = field(default_factory=dict)  # merged into the next log line
     collate: Callable[[list[str]], dict[str, torch.Tensor]] | None = None  # texts -> model inputs
 
 
 class Strategy(Protocol):
-    name: str
-    task_weight: float
+    """What the trainer calls on each enabled strategy. Subclass ``Hooks`` to get no-op defaults."""
 
-    def setup(self, model: nn.Module, ctx: StrategyContext) -> nn.Module: ...
-    def transform_batch(self, batch: Batch, ctx: StrategyContext) -> Batch: ...
-    def extra_losses(self, out: Any, batch: Batch, ctx: StrategyContext) -> dict[str, torch.Tensor]: ...
-    def on_step_end(self, step: int, ctx: StrategyContext) -> None: ...
+    name: str                   # registry key, e.g. "kd"; also the key of its state in a checkpoint
+    task_weight: float          # factor on loss/task (KD: 1 - r); the trainer multiplies all of them
+    needs_train_texts: bool     # True: fill ctx.train_texts with the whole training pool (KD's transfer set)
+    needs_hidden_states: bool   # True: forward with output_hidden_states=True (aux LM head on decoders)
+
+    def setup(self, model: nn.Module, ctx: StrategyContext) -> nn.Module:
+        """Once, before the optimizer exists: change or wrap the model and return it."""
+        ...
+
+    def transform_batch(self, batch: Batch, ctx: StrategyContext) -> Batch:
+        """Each micro-batch, on raw texts before tokenisation (augmentation)."""
+        ...
+
+    def extra_losses(self, out: Any, batch: Batch, ctx: StrategyContext) -> dict[str, torch.Tensor]:
+        """Each micro-batch, after the forward pass: name -> scalar term, already weighted; logged as loss/<name>."""
+        ...
+
+    def on_step_end(self, step: int, ctx: StrategyContext) -> dict[str, float]:
+        """After each optimizer step (``step`` = steps done): metrics to log with this step, e.g. {"peer/loss": 0.3}."""
+        ...
+
+    def export_model(self, model: nn.Module) -> nn.Module:
+        """Before a checkpoint is saved: the model as it should be saved (never modify ``model`` in place)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """State of the strategy's own (a peer model, an optimizer) saved for resume; {} = nothing to save."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned, after ``setup`` on a resumed run."""
+        ...
 
 
 class Hooks:
-    """No-op defaults for the hooks, so a strategy writes only the ones it uses."""
+    """No-op defaults for every hook and attribute of ``Strategy``, so a strategy writes only the ones it uses."""
 
     name = "?"
     task_weight = 1.0
+    needs_train_texts = False
+    needs_hidden_states = False
 
     def setup(self, model: nn.Module, ctx: StrategyContext) -> nn.Module:
         return model
@@ -90,7 +128,16 @@ class Hooks:
     def extra_losses(self, out: Any, batch: Batch, ctx: StrategyContext) -> dict[str, torch.Tensor]:
         return {}
 
-    def on_step_end(self, step: int, ctx: StrategyContext) -> None:
+    def on_step_end(self, step: int, ctx: StrategyContext) -> dict[str, float]:
+        return {}
+
+    def export_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
 
 

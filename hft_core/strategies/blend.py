@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hft_core.config import ConfigError, check, coerce_numbers, param
+from hft_core.fields import ConfigError, check, coerce_numbers, param
 from hft_core.strategies.base import Hooks, StrategyContext, StrategySpec, register
 
 MODES = ("blend", "shrink_perturb")
@@ -37,7 +37,7 @@ def fresh_seed(run_seed: int) -> int:
 @dataclass
 class BlendConfig:
     alpha: float = param(0.5, "Share of the pretrained weights in the start point: 1 = plain fine-tuning, "
-                         "0 = training from scratch, 0.5 = half and half (mode 'blend').")
+                         "0 = training from scratch, 0.5 = half and half (mode 'blend').", headline=True, neutral=1.0, min=0, max=1)
     mode: str = param("blend", "'blend' (alpha*pretrained + (1-alpha)*random) or 'shrink_perturb' "
                       "(shrink*pretrained + perturb*random, Ash & Adams 2020).")
     shrink: float = param(0.4, "Shrink-and-perturb: factor on the pretrained weights (mode 'shrink_perturb').")

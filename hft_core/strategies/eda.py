@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hft_core.config import check, coerce_numbers, param
+from hft_core.fields import check, coerce_numbers, param
 from hft_core.strategies.base import Batch, Hooks, StrategyContext, StrategySpec, register
 
 OPS = ("insert", "swap", "delete")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from hft_core.config import ConfigError, check, coerce_numbers, param
+from hft_core.fields import ConfigError, check, coerce_numbers, param
 from hft_core.strategies import anatomy
 from hft_core.strategies.base import Hooks, StrategyContext, StrategySpec, register
 

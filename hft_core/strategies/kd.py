@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from hft_core import losses
-from hft_core.config import ConfigError, check, coerce_numbers, param
+from hft_core.fields import ConfigError, check, coerce_numbers, param
 from hft_core.strategies import anatomy
 from hft_core.strategies.base import Batch, Hooks, StrategyContext, StrategySpec, register
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from hft_core.config import check, coerce_numbers, param
+from hft_core.fields import check, coerce_numbers, param
 from hft_core.strategies import anatomy
 from hft_core.strategies.base import Hooks, StrategyContext, StrategySpec, register
 
@@ -47,12 +47,12 @@ class LPFT(Hooks):
         self.probing = True
         return model
 
-    def on_step_end(self, step: int, ctx: StrategyContext) -> None:
+    def on_step_end(self, step: int, ctx: StrategyContext) -> dict[str, float]:
         if self.probing and step >= self.cfg.head_steps:
             for p in self.backbone:
                 p.requires_grad_(True)
             self.probing = False
-        ctx.extra_metrics["lpft/backbone_trainable"] = 0.0 if self.probing else 1.0
+        return {"lpft/backbone_trainable": 0.0 if self.probing else 1.0}
 
 
 register(StrategySpec(

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from hft_core import losses
-from hft_core.config import check, coerce_numbers, param
+from hft_core.fields import check, coerce_numbers, param
 from hft_core.strategies import anatomy
 from hft_core.strategies.base import Hooks, StrategyContext, StrategySpec, register
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hft_core import losses
-from hft_core.config import ConfigError, check, coerce_numbers, param
+from hft_core.fields import ConfigError, check, coerce_numbers, param
 from hft_core.strategies import anatomy
 from hft_core.strategies.base import Batch, Hooks, StrategyContext, StrategySpec, register
 from hft_core.strategies.kd import vocab_size
@@ -98,15 +98,18 @@ class MutualLearning(Hooks):
         self.peer.load_state_dict(state["peer"])
         self.optimizer.load_state_dict(state["optimizer"])
 
-    def on_step_end(self, step: int, ctx: StrategyContext) -> None:
+    def on_step_end(self, step: int, ctx: StrategyContext) -> dict[str, float]:
+        """Step the peer; its loss and accuracy, averaged over this step's micro-batches, go to the log."""
         if self.cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.peer.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self._stats:
-            ctx.extra_metrics["peer/loss"] = sum(s[0] for s in self._stats) / len(self._stats)
-            ctx.extra_metrics["peer/accuracy"] = sum(s[1] for s in self._stats) / len(self._stats)
-            self._stats.clear()
+        if not self._stats:
+            return {}
+        metrics = {"peer/loss": sum(s[0] for s in self._stats) / len(self._stats),
+                   "peer/accuracy": sum(s[1] for s in self._stats) / len(self._stats)}
+        self._stats.clear()
+        return metrics
 
 
 register(StrategySpec(

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from hft_core import losses
-from hft_core.config import check, coerce_numbers, param
+from hft_core.fields import check, coerce_numbers, param
 from hft_core.strategies import anatomy
 from hft_core.strategies.base import Hooks, StrategyContext, StrategySpec, register
 
