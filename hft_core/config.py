@@ -24,7 +24,7 @@ import yaml
 from hft_core.fields import ConfigError, check, coerce_numbers, help_of, param  # noqa: F401 (re-exported)
 from hft_core.strategies import base as registry
 
-TASKS = ("classification", "causal-lm")
+TASKS = ("classification", "causal-lm", "masked-lm")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "linear", "cosine")

@@ -5,10 +5,19 @@
     bundled:qa         898 distinct English question/answer pairs (2,026 with repeats) in 21 topics, read from the YAML
                        files of the installed ``chatterbot-corpus`` package
     hub:<name>         ``datasets.load_dataset(name)`` (or ``hub:<name>:<config>``), its train split
-    a file path        .csv, .tsv, .jsonl, .json (records or lines) or .parquet, via pandas
+    a file path        .csv, .tsv, .jsonl, .json (records or lines) or .parquet, via pandas; or a
+                       .txt file of plain text (pretraining): one document per paragraph, paragraphs
+                       separated by a blank line; a file with no blank line at all is one document
+                       per line (a sentence-per-line corpus)
 
-Examples are ``{"text", "label"}`` for classification and ``{"prompt", "response"}`` or
-``{"text"}`` for causal-lm. ``load_data`` drops exact duplicates, then splits them with a seeded split that does not
+Examples are ``{"text", "label"}`` for classification, ``{"prompt", "response"}`` or
+``{"text"}`` for causal-lm and ``{"text"}`` for masked-lm. Pretraining (masked-lm, and causal-lm
+on plain text) reads texts without labels: ``bundled:bbc-news`` gives the articles, ``bundled:qa``
+(masked-lm) the answers, a file or hub dataset its text column. A labelled source is split as its
+labelled version would be (BBC News: the classification split; Q/A: the prompt split; a file
+with ``label_column`` given for masked-lm: stratified by that column), so pretraining on the
+training side never sees the texts a later fine-tuning run of the same seed evaluates on.
+``load_data`` drops exact duplicates, then splits them with a seeded split that does not
 depend on ``n_train`` (stratified by label for classification; for prompt/response data
 all answers to one prompt land on the same side), caps the eval split at ``n_eval`` and
 draws a class-balanced few-shot training subset of ``n_train`` (nested: the 10-shot set
@@ -23,16 +32,17 @@ import io
 import math
 import os
 import random
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-TASKS = ("classification", "causal-lm")
+TASKS = ("classification", "causal-lm", "masked-lm")
 MAX_FILE_BYTES = 200 * 2**20          # uploads and local files above this are refused
 MAX_CLASSES = 1000                    # more distinct labels than this: probably the wrong column
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON Lines", ".json": "JSON", ".parquet": "Parquet",
-           ".pq": "Parquet"}
+           ".pq": "Parquet", ".txt": "plain text"}
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "question", "prompt", "input")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "topic")
 PAIR_COLUMNS = (("prompt", "response"), ("question", "answer"), ("instruction", "output"),
@@ -53,7 +63,8 @@ class DataError(ValueError):
 
 @dataclass
 class TextData:
-    train: list[dict]        # classification: {"text", "label"}; causal-lm: {"prompt", "response"} or {"text"}
+    train: list[dict]        # classification: {"text", "label"}; causal-lm: {"prompt", "response"} or {"text"};
+                             # masked-lm: {"text"}
     eval: list[dict]
     label_names: list[str] = field(default_factory=list)   # classification: class id -> name; [] for causal-lm
     source: str = ""
@@ -77,7 +88,9 @@ def load_data(source: str, task: str, *, text_column: str = "", label_column: st
 
     Columns (files and hub): ``text_column``/``label_column`` when given, else guessed
     (see ``guess_columns``). For causal-lm, ``text_column`` + ``label_column`` name a
-    prompt and a response column; ``text_column`` alone a plain-text column.
+    prompt and a response column; ``text_column`` alone a plain-text column. For masked-lm,
+    ``text_column`` is the text and ``label_column``, when given, only stratifies the split
+    (so it matches the classification split of the same file).
     """
     if task not in TASKS:
         raise DataError(f"task={task!r} is unknown; choose one of {list(TASKS)}")
@@ -90,7 +103,9 @@ def load_data(source: str, task: str, *, text_column: str = "", label_column: st
         raise DataError(f"data source {source!r} is empty; use e.g. bundled:bbc-news or a path to a .csv file")
     source = source.strip()
 
-    examples, label_names = _read_source(source, task, text_column, label_column)
+    # unlabelled texts of a labelled source are split as the labelled data would be (see the docstring)
+    split_task = _split_task(source, task, label_column)
+    examples, label_names = _read_source(source, split_task, text_column, label_column)
     # an exact duplicate could land on both sides of the split and inflate eval scores
     # (BBC News has 100: 2,225 articles, 2,125 distinct)
     n_read = len(examples)
@@ -99,14 +114,16 @@ def load_data(source: str, task: str, *, text_column: str = "", label_column: st
     if not examples:
         raise DataError(f"{source}: no examples left after dropping empty texts; check the file and the "
                         "text column")
-    if task == "classification":
+    if split_task == "classification":
         present = {e["label"] for e in examples}
         if len(present) < 2:
             only = label_names[next(iter(present))]
             raise DataError(f"{source}: every example has the label {only!r}; classification needs at least 2 "
                             "classes: pick another label column or add examples of other classes")
 
-    train, held_out = _split(examples, task, eval_fraction, seed)
+    train, held_out = _split(examples, split_task, eval_fraction, seed)
+    if split_task != task:
+        train, held_out = _texts_only(train, held_out)
     if not train or not held_out:
         raise DataError(f"{source}: {len(examples)} example(s) are too few to hold out "
                         f"eval_fraction={eval_fraction} for evaluation and still train; add data")
@@ -136,11 +153,17 @@ def read_table(path_or_buffer: Any, name: str = "") -> "pandas.DataFrame":
         raise DataError(f"file {name!r} has an unsupported extension {ext or '(none)'!r}; use one of "
                         f"{sorted(FORMATS)}")
     raw = _read_bytes(path_or_buffer, name)
-    if not raw.strip():
-        raise DataError(f"file {name!r} is empty; give a file with a header row and at least one example")
     fmt = FORMATS[ext]
+    if not raw.strip():
+        what = "at least one paragraph" if fmt == "plain text" else "a header row and at least one example"
+        raise DataError(f"file {name!r} is empty; give a file with {what}")
     if fmt in ("CSV", "TSV", "JSON", "JSON Lines") and b"\x00" in raw[:8192]:
         raise DataError(f"file {name!r} looks binary, not {fmt} text; check that it is really a {fmt} file")
+    if fmt == "plain text":
+        docs = text_documents(raw.decode(_encoding(raw)))
+        if not docs:
+            raise DataError(f"file {name!r} has no text; give a text file with at least one paragraph")
+        return pd.DataFrame({"text": docs})
     try:
         if fmt in ("CSV", "TSV"):
             df = pd.read_csv(io.BytesIO(raw), sep="," if fmt == "CSV" else "\t", encoding=_encoding(raw))
@@ -157,6 +180,16 @@ def read_table(path_or_buffer: Any, name: str = "") -> "pandas.DataFrame":
                         f"file is valid {fmt}") from None
     df.columns = [str(c) for c in df.columns]
     return df
+
+
+def text_documents(text: str) -> list[str]:
+    """The documents of a plain-text file: paragraphs separated by one or more blank lines,
+    each stripped (lines inside a paragraph are kept). A text with no blank line at all is
+    read as one document per line (a sentence-per-line corpus). Empty documents are dropped."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    blank = re.compile(r"\n[ \t]*\n")
+    parts = blank.split(text) if blank.search(text) else text.splitlines()
+    return [p.strip() for p in parts if p.strip()]
 
 
 def guess_columns(df: Any) -> tuple[str, str]:
@@ -195,6 +228,9 @@ def _read_source(source: str, task: str, text_column: str, label_column: str) ->
         df, class_names = _hub_frame(source[4:].strip(), source)
         return _frame_examples(df, task, text_column, label_column, source, class_names)
     path = Path(source).expanduser()
+    if path.suffix.lower() == ".txt" and task == "classification" and path.is_file():
+        raise DataError(f"{source!r} is plain text without labels; classification needs a .csv/.jsonl/.parquet "
+                        "file with a label column; use the .txt for task masked-lm or causal-lm (pretraining)")
     if not path.exists():
         raise DataError(f"file {source!r} not found; give the path of a .csv, .jsonl, .json or .parquet file, "
                         f"a bundled dataset {sorted(BUNDLED)} or hub:<name>")
@@ -216,6 +252,9 @@ def _frame_examples(df, task: str, text_column: str, label_column: str, source: 
             raise DataError(f"{source} {what}; its columns are {columns}: set {option} to one of them")
         return col
 
+    if task == "masked-lm":
+        text_col = column(text_column, guessed_text, "text", "text_column")
+        return [{"text": t} for t in _clean_texts(df[text_col]) if t], []
     if task == "causal-lm":
         lower = {c.lower(): c for c in columns}
         if label_column:
@@ -473,6 +512,34 @@ def _datasets_offline(offline: bool) -> Iterator[None]:
 
 
 # ---- splitting ------------------------------------------------------------------------------------------
+def _split_task(source: str, task: str, label_column: str) -> str:
+    """The task whose split a source is read and split with.
+
+    Pretraining texts of a labelled source follow its labelled split: BBC News articles
+    the classification split (for masked-lm and causal-lm alike), the Q/A answers the
+    prompt split of the pairs, a file or hub dataset with ``label_column`` given (masked-lm)
+    the stratified split by that column. Everything else splits by its own task.
+    """
+    if source == "bundled:bbc-news" and task in ("masked-lm", "causal-lm"):
+        return "classification"
+    if source == "bundled:qa" and task == "masked-lm":
+        return "causal-lm"
+    if task == "masked-lm" and label_column and not source.startswith("bundled:"):
+        return "classification"
+    return task
+
+
+def _texts_only(train: list[dict], held_out: list[dict]) -> tuple[list[dict], list[dict]]:
+    """{"text"} examples from a labelled split (the text of {"text", "label"}, the answer of
+    {"prompt", "response"}), order kept, each text once; a text on both sides stays in eval only."""
+    def texts(examples: list[dict]) -> list[str]:
+        return list(dict.fromkeys(e["response"] if "response" in e else e["text"] for e in examples))
+
+    held = texts(held_out)
+    seen = set(held)
+    return [{"text": t} for t in texts(train) if t not in seen], [{"text": t} for t in held]
+
+
 def _split(examples: list[dict], task: str, eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """(train, eval), both in seeded random order. Depends only on the data, the fraction and the seed.
 

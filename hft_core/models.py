@@ -43,7 +43,7 @@ class ModelError(ValueError):
 
 
 ENCODER, DECODER = "encoder", "decoder"
-TASKS = ("classification", "causal-lm")
+TASKS = ("classification", "causal-lm", "masked-lm")
 
 BUNDLED = {
     "bundled:minilm-l6": "all-MiniLM-L6-v2: BERT encoder, 6 layers, 384 wide, 22.7M parameters "
@@ -107,7 +107,10 @@ def load_model(source: str, task: str, num_labels: int = 0, *, pretrained: bool 
     """A float32 model for ``task`` in train mode.
 
     task "classification" -> AutoModelForSequenceClassification with ``num_labels`` outputs
-    (head initialised from ``seed``); "causal-lm" -> AutoModelForCausalLM.
+    (head initialised from ``seed``); "causal-lm" -> AutoModelForCausalLM; "masked-lm" ->
+    AutoModelForMaskedLM (encoders only). A masked-LM run's checkpoint (``run:<id>``) loads
+    for classification like any encoder: its body is kept, the MLM head dropped and a
+    classifier head drawn from ``seed``.
     pretrained=False -> the same architecture, every weight freshly drawn from ``seed``.
     tiny:* models have no pretrained weights, so they always init from ``seed``.
     """
@@ -121,15 +124,23 @@ def load_model(source: str, task: str, num_labels: int = 0, *, pretrained: bool 
     if task == "causal-lm" and _kind_of(config) == ENCODER:
         raise ModelError(f"{source} is an encoder ({_family(config)}) and cannot do task 'causal-lm'; use a "
                          "decoder such as bundled:smollm2-135m or tiny:gpt2, or task classification")
+    if task == "masked-lm" and _kind_of(config) != ENCODER:
+        raise ModelError(f"{source} is a decoder ({_family(config)}) and cannot do task 'masked-lm'; use an "
+                         "encoder such as tiny:bert or bundled:minilm-l6, or task causal-lm for a decoder")
     if config.pad_token_id is None:
         config.pad_token_id = _pad_id(source, config)  # sequence classification on a decoder needs it
     if task == "classification" and config.num_labels != num_labels:
         config.num_labels = num_labels  # also resets id2label/label2id to LABEL_0..N-1
     weights = None if (src.kind == "tiny" or not pretrained) else resolve_path(source)
 
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
-    auto = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+    # masked-lm from bundled:minilm-l6: the sentence-transformers checkpoint has no MLM head
+    # (cls.predictions.transform.* and its bias), so those are initialised here from ``seed``
+    # (the decoder is tied to the word embeddings, so it starts pretrained). from_pretrained's
+    # warning about newly initialised weights is expected for it.
+    auto = {"classification": AutoModelForSequenceClassification, "causal-lm": AutoModelForCausalLM,
+            "masked-lm": AutoModelForMaskedLM}[task]
     # fork_rng: seeding here must not change the caller's random stream (data order, dropout).
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -145,7 +156,46 @@ def load_model(source: str, task: str, num_labels: int = 0, *, pretrained: bool 
             model = _from_hub(src.ref, load) if src.kind == "hub" else _guard(source, weights, load)
     model.float()  # from_config follows torch's default dtype; training code expects float32 master weights
     model.train()
+    if task == "masked-lm":
+        _predict_only_masked(model)
     return model
+
+
+MLM_POSITIONS = "mlm_positions"   # model(..., mlm_positions=bool (B, L)): vocabulary logits only there
+
+
+def _predict_only_masked(model: nn.Module) -> None:
+    """Let a masked-LM model compute its vocabulary logits only at the masked positions.
+
+    Called as ``model(input_ids=..., attention_mask=..., mlm_positions=chosen)`` with ``chosen``
+    a bool (B, L), the output's logits are (N, V) for the N chosen positions in row-major
+    order (``labels[chosen]``) instead of (B, L, V). The V-way decoder (30,522 words x width)
+    dominates a small encoder's step, and only ~15% of the positions have a target, so this
+    makes a CPU step of tiny:bert several times faster ("sparse prediction", as in MosaicBERT).
+    Without ``mlm_positions`` (eval, notebooks, a checkpoint reloaded later) the model is the
+    plain Hugging Face one: the hooks live on this object only, nothing is saved with it.
+    """
+    decoder = model.get_output_embeddings()
+    if decoder is None:
+        return
+    slot: dict[str, Any] = {}
+
+    def take(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        slot["chosen"] = kwargs.pop(MLM_POSITIONS, None)
+        return args, kwargs
+
+    def release(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        slot.pop("chosen", None)
+
+    def select(module: nn.Module, args: tuple) -> tuple | None:
+        chosen = slot.get("chosen")
+        if chosen is None:
+            return None
+        return (args[0][chosen.to(args[0].device)],) + tuple(args[1:])  # (B, L, d) -> (N, d)
+
+    model.register_forward_pre_hook(take, with_kwargs=True)
+    model.register_forward_hook(release, with_kwargs=True)
+    decoder.register_forward_pre_hook(select)
 
 
 def model_kind(source: str) -> str:

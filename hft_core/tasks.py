@@ -1,13 +1,20 @@
 """Tasks: how examples become a batch, what the task loss is, how a model is evaluated.
 
-Two tasks:
+Three tasks:
     classification  examples {"text", "label"}; loss = cross-entropy on the logits;
                     eval = accuracy, macro-F1, ROC-AUC (binary or one-vs-rest), loss,
                     plus a confusion matrix in the report.
     causal-lm       examples {"prompt", "response"} (formatted with the tokenizer's chat
                     template when it has one; only the response is trained on) or
-                    {"text"}; loss = next-token cross-entropy; eval = loss, perplexity,
+                    {"text"} (plain unlabelled text: pretraining, every token trained on);
+                    loss = next-token cross-entropy; eval = loss, perplexity,
                     plus a few greedy generations in the report.
+    masked-lm       examples {"text"} (unlabelled), encoders only; BERT's masking (``mask_tokens``:
+                    15% of the non-special tokens, of those 80% [MASK], 10% a random token,
+                    10% unchanged); loss = cross-entropy on the masked positions only;
+                    eval = loss, perplexity and token accuracy on a fixed masking of the eval
+                    texts (the same masks at every eval, so the curve compares steps), plus a
+                    few fill-in-the-blank samples in the report.
 Metrics come from scikit-learn (``evaluate`` would download its metric code).
 """
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from hft_core.losses import causal_lm_loss
+from hft_core.losses import causal_lm_loss, masked_lm_mask
 from hft_core.strategies.base import Batch
 
 # ---- tokenization, once per distinct text -------------------------------------------------------
@@ -218,7 +225,158 @@ def generate_samples(model, tokenizer, task: CausalLMTask, examples: Sequence[di
     return out
 
 
-TASKS = {"classification": ClassificationTask(), "causal-lm": CausalLMTask()}
+# ---- masked-LM pretraining (encoders) --------------------------------------------------------------
+MASK_PROB = 0.15             # BERT's share of tokens chosen for prediction (Devlin et al. 2019)
+EVAL_MASK_SEED = 20_240_601  # eval texts are masked from this seed + their position: the same masks every eval
+
+
+def mask_tokens(input_ids: torch.Tensor, tokenizer: Any, *, prob: float = MASK_PROB,
+                generator: torch.Generator | None = None,
+                special_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masked-LM corruption of a batch of token ids (Devlin et al. 2019, section 3.1).
+
+    input_ids: (B, L) int64. Every token that is neither special nor padding is chosen
+    with probability ``prob``; of the chosen, 80% become [MASK], 10% a random token of the
+    vocabulary, 10% stay as they are (so the model cannot learn that only [MASK] positions
+    matter). At least one token per batch is chosen when any is eligible (never an empty loss).
+    Returns (masked input_ids (B, L), labels (B, L)): labels hold the original id at chosen
+    positions and -100 everywhere else, the ignore index of ``F.cross_entropy``.
+    special_mask: (B, L) bool, True where a token must never be chosen; default: the
+    tokenizer's special ids ([CLS], [SEP], [PAD], [MASK], [UNK]). Padding (the pad id) is
+    never chosen either way.
+    generator: a CPU ``torch.Generator``; the same seed gives the same masks (the trainer
+    seeds one per micro-batch from (seed, micro-step, rank), so a resumed run replays them).
+    None draws from torch's global generator.
+    """
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
+        raise ValueError(f"mask_tokens: input_ids must be an integer tensor of shape (batch, length), got "
+                         f"{getattr(input_ids, 'dtype', type(input_ids).__name__)} {tuple(getattr(input_ids, 'shape', ()))}")
+    if not 0 < prob <= 1:
+        raise ValueError(f"mask_tokens: prob={prob!r} is not valid: use a share between 0 and 1, e.g. 0.15")
+    mask_id = getattr(tokenizer, "mask_token_id", None)
+    if mask_id is None:
+        raise ValueError(f"mask_tokens: the tokenizer {type(tokenizer).__name__} has no [MASK] token; masked-LM "
+                         "needs an encoder's tokenizer (BERT-style), e.g. tiny:bert or bundled:minilm-l6")
+    ids = input_ids.detach().cpu().long()
+    if special_mask is None:
+        special = torch.isin(ids, torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long))
+    else:
+        if special_mask.shape != input_ids.shape:
+            raise ValueError(f"mask_tokens: special_mask has shape {tuple(special_mask.shape)} but input_ids "
+                             f"{tuple(input_ids.shape)}; give one bool per token")
+        special = special_mask.detach().cpu().bool()
+    if tokenizer.pad_token_id is not None:
+        special = special | (ids == tokenizer.pad_token_id)
+    masked, labels = masked_lm_mask(ids, ~special, prob=prob, mask_token_id=mask_id, vocab_size=len(tokenizer),
+                                    generator=generator)
+    return masked.to(input_ids.device), labels.to(input_ids.device)
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the masked positions. labels (B, L) with -100 = not masked;
+    logits (B, L, V), or (N, V) already taken at the N masked positions in row-major order
+    (what a model loaded for masked-lm returns when given ``mlm_positions``).
+    """
+    chosen = labels != -100
+    if not bool(chosen.any()):
+        return logits.sum() * 0.0  # nothing masked: a zero that still has a graph
+    picked = logits if logits.dim() == 2 else logits[chosen]
+    return F.cross_entropy(picked.float(), labels[chosen])
+
+
+class MaskedLMTask:
+    name = "masked-lm"
+
+    def make_batch(self, examples: Sequence[dict], tokenizer: Any) -> Batch:
+        return Batch(texts=[e["text"] for e in examples])
+
+    def collate(self, tokenizer: Any, batch: Batch, max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """input_ids (B, L) with BERT's masking applied, attention_mask (B, L), labels (B, L): -100 = not
+        masked, and mlm_positions (B, L) bool = labels != -100, so the model computes its vocabulary
+        logits only there (see models.MLM_POSITIONS).
+
+        The masks are drawn from ``batch.seed`` (set by the trainer from (seed, micro-step,
+        rank)): a pure function of them, so resume replays the same masks.
+        """
+        from hft_core.models import MLM_POSITIONS
+
+        input_ids, mask = pad(tokenizer, token_ids(tokenizer, batch.texts, max_length))
+        g = torch.Generator().manual_seed(batch.seed) if batch.seed is not None else None
+        masked, labels = mask_tokens(input_ids, tokenizer, generator=g)
+        return {"input_ids": masked.to(device), "attention_mask": mask.to(device), "labels": labels.to(device),
+                MLM_POSITIONS: (labels != -100).to(device)}
+
+    def warm(self, tokenizer: Any, examples: Sequence[dict], max_length: int) -> None:
+        """Tokenize ``examples`` now, in one batched call, so the steps that use them need not."""
+        token_ids(tokenizer, self.make_batch(examples, tokenizer).texts, max_length)
+
+    def loss(self, out: Any, batch: Batch) -> torch.Tensor:
+        """Cross-entropy of the logits (B, L, V) at the masked positions only."""
+        return masked_lm_loss(out.logits, batch.inputs["labels"])
+
+    def eval_inputs(self, tokenizer: Any, examples: Sequence[dict], start: int, max_length: int
+                    ) -> dict[str, torch.Tensor]:
+        """The fixed masking of eval examples ``start, start+1, ...``: each text is masked on its own
+        from EVAL_MASK_SEED + its position, so the masks depend neither on the step nor the batch size."""
+        rows = token_ids(tokenizer, [e["text"] for e in examples], max_length)
+        masked, labels = [], []
+        for j, ids in enumerate(rows):
+            g = torch.Generator().manual_seed(EVAL_MASK_SEED + start + j)
+            m, lab = mask_tokens(ids.long()[None], tokenizer, generator=g)
+            masked.append(m[0])
+            labels.append(lab[0])
+        input_ids, attn = pad(tokenizer, masked)
+        padded_labels = torch.full(input_ids.shape, -100, dtype=torch.long)
+        padded_labels[attn.bool()] = torch.cat(labels)  # row-major: each row's tokens in order, either padding side
+        return {"input_ids": input_ids, "attention_mask": attn, "labels": padded_labels}
+
+    @torch.no_grad()
+    def evaluate(self, model, tokenizer, examples: Sequence[dict], *, batch_size: int, max_length: int,
+                 device: torch.device, label_names: Sequence[str] = (), autocast=None,
+                 num_samples: int = 3) -> EvalReport:
+        was_training = model.training
+        model.eval()
+        total, count, correct = 0.0, 0, 0
+        samples: list[dict[str, str]] = []
+        for i in range(0, len(examples), batch_size):
+            inputs = {k: v.to(device) for k, v in self.eval_inputs(tokenizer, examples[i:i + batch_size], i,
+                                                                    max_length).items()}
+            labels = inputs.pop("labels")
+            with autocast if autocast is not None else nullcontext():
+                logits = model(**inputs).logits.float()
+            chosen = labels != -100
+            n = int(chosen.sum())
+            if n:
+                total += masked_lm_loss(logits, labels).item() * n
+                count += n
+                pred = logits.argmax(-1)
+                correct += int((pred[chosen] == labels[chosen]).sum())
+            for r in range(min(num_samples - len(samples), len(labels))):
+                samples.append(_fill_in_sample(tokenizer, inputs["input_ids"][r], labels[r], logits[r].argmax(-1)))
+        model.train(was_training)
+        loss = total / max(count, 1)
+        return EvalReport({"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
+                           "token_accuracy": correct / max(count, 1)}, samples=samples)
+
+
+def _fill_in_sample(tokenizer: Any, input_ids: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor,
+                    max_tokens: int = 48) -> dict[str, str]:
+    """One eval text (its first ``max_tokens`` tokens) with every chosen position shown as [MASK]
+    (the model saw 80% of them so, 10% as a random word, 10% unchanged), what it guessed there,
+    and what was there."""
+    chosen = (labels != -100).nonzero().flatten()
+    chosen = chosen[chosen < max_tokens]
+    shown_ids = input_ids.clone()
+    shown_ids[chosen] = tokenizer.mask_token_id
+    hidden = {tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id}
+    tokens = tokenizer.convert_ids_to_tokens([i for i in shown_ids[:max_tokens].tolist() if i not in hidden])
+    shown = tokenizer.convert_tokens_to_string(tokens).strip()
+    return {"prompt": shown + (" …" if len(input_ids) > max_tokens else ""),
+            "generated": ", ".join(tokenizer.convert_ids_to_tokens(pred[chosen].tolist())),
+            "reference": ", ".join(tokenizer.convert_ids_to_tokens(labels[chosen].tolist()))}
+
+
+TASKS = {"classification": ClassificationTask(), "causal-lm": CausalLMTask(), "masked-lm": MaskedLMTask()}
 
 
 def get_task(name: str):

@@ -155,6 +155,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
             batch = task.make_batch([dataset.train[i] for i in idx], tokenizer)
             for s in mix:
                 batch = s.transform_batch(batch, ctx)
+            batch.seed = (cfg.seed * 1_000_003 + k) * world + rank  # masked-LM masks: pure in (seed, micro-step, rank)
             batch.inputs = task.collate(tokenizer, batch, cfg.max_length, device)
             with accelerator.accumulate(model), autocast(plan, device.type):
                 out = model(**batch.model_inputs, output_hidden_states=hidden_states) if hidden_states \

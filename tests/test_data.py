@@ -221,7 +221,8 @@ def test_read_table_from_an_upload_buffer(monkeypatch):
     with pytest.raises(DataError, match="MB"):
         read_table(io.BytesIO(b"text,label\n" + b"x,y\n" * 100), name="big.csv")
     with pytest.raises(DataError, match="unsupported extension"):
-        read_table(io.BytesIO(b"text"), name="notes.txt")
+        read_table(io.BytesIO(b"text"), name="notes.docx")
+    assert list(read_table(io.BytesIO(b"one\n\ntwo"), name="notes.txt")["text"]) == ["one", "two"]
 
 
 @pytest.mark.parametrize("columns,expected", [
@@ -256,3 +257,62 @@ def test_hub_dataset_keeps_class_label_names(monkeypatch):
     d = load_data("hub:fake/news", "classification")
     assert d.label_names == ["World", "Sports", "Business"] and len(d.train) + len(d.eval) == 30
     assert all(e["label"] == int(e["text"].split()[1]) % 3 for e in d.train + d.eval)
+
+
+# ---- pretraining texts (masked-lm, causal-lm on plain text) -------------------------------------------
+@pytest.mark.parametrize("task", ["masked-lm", "causal-lm"])
+def test_pretraining_on_bbc_never_sees_the_eval_articles_of_the_classification_split(task):
+    for seed in range(6):
+        cls = load_data("bundled:bbc-news", "classification", seed=seed)
+        pre = load_data("bundled:bbc-news", task, seed=seed)
+        held_out = {e["text"] for e in cls.eval}
+        assert not held_out & {e["text"] for e in pre.train}, seed          # no eval article in pretraining
+        assert [e["text"] for e in pre.eval] == [e["text"] for e in cls.eval]  # the very same eval articles
+        assert [e["text"] for e in pre.train] == [e["text"] for e in cls.train]
+        assert all(set(e) == {"text"} for e in pre.train + pre.eval) and pre.label_names == []
+    capped = load_data("bundled:bbc-news", "masked-lm", seed=2, n_eval=50, n_train=100)
+    cls = load_data("bundled:bbc-news", "classification", seed=2, n_eval=50)
+    assert [e["text"] for e in capped.eval] == [e["text"] for e in cls.eval] and len(capped.train) == 100
+    assert len(capped.pool) == 1700
+
+
+def test_masked_lm_on_qa_reads_the_answers_split_by_question():
+    pairs = load_data("bundled:qa", "causal-lm", seed=1)
+    d = load_data("bundled:qa", "masked-lm", seed=1)
+    assert all(set(e) == {"text"} for e in d.train + d.eval)
+    answers_eval = {e["response"] for e in pairs.eval}
+    assert {e["text"] for e in d.eval} == answers_eval                 # the answers of the eval questions
+    assert not {e["text"] for e in d.train} & answers_eval             # none of them in training
+    assert {e["text"] for e in d.train} <= {e["response"] for e in pairs.train}
+
+
+def test_plain_text_files_paragraphs_or_lines(tmp_path):
+    paras = tmp_path / "paras.txt"
+    paras.write_text("First paragraph,\nstill the first.\n\n  \nSecond one.\r\n\r\nThird\n\n\nFourth\n\nFifth\n")
+    d = load_data(str(paras), "masked-lm", eval_fraction=0.2, seed=0)
+    assert sorted(e["text"] for e in d.train + d.eval) == sorted(
+        ["First paragraph,\nstill the first.", "Second one.", "Third", "Fourth", "Fifth"])
+    assert len(d.eval) == 1
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"sentence {i}\n" for i in range(10)))
+    d = load_data(str(lines), "causal-lm")
+    assert sorted(e["text"] for e in d.train + d.eval) == sorted(f"sentence {i}" for i in range(10))
+    assert data.text_documents("a\nb\n\nc") == ["a\nb", "c"] and data.text_documents("a\nb") == ["a", "b"]
+    with pytest.raises(DataError, match="plain text without labels.*masked-lm or causal-lm"):
+        load_data(str(lines), "classification")
+    (tmp_path / "blank.txt").write_text("\n \n\n")
+    with pytest.raises(DataError, match="blank.txt' is empty; give a file with at least one paragraph"):
+        load_data(str(tmp_path / "blank.txt"), "masked-lm")
+
+
+def test_masked_lm_files_use_the_text_column_and_an_optional_label_for_the_split(tmp_path):
+    df = pd.DataFrame({"body": [f"text number {i}" for i in range(40)], "topic": ["a", "b"] * 20,
+                       "question": [f"q{i}" for i in range(40)]})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    d = load_data(str(tmp_path / "t.csv"), "masked-lm", text_column="body")
+    assert all(set(e) == {"text"} and e["text"].startswith("text number") for e in d.train + d.eval)
+    cls = load_data(str(tmp_path / "t.csv"), "classification", text_column="body", label_column="topic", seed=4)
+    pre = load_data(str(tmp_path / "t.csv"), "masked-lm", text_column="body", label_column="topic", seed=4)
+    assert [e["text"] for e in pre.eval] == [e["text"] for e in cls.eval]
+    with pytest.raises(DataError, match="no column 'nope'"):
+        load_data(str(tmp_path / "t.csv"), "masked-lm", text_column="nope")

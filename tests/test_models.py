@@ -253,3 +253,37 @@ def test_smollm2_converts_once_and_speaks_english(monkeypatch):
     with torch.no_grad():
         logits = clf(**tok(["good", "a longer sentence here"], padding=True, return_tensors="pt")).logits
     assert logits.shape == (2, 3)
+
+
+# ---- masked-LM (encoders) ---------------------------------------------------------------------------
+def test_masked_lm_models_and_a_pretrained_checkpoint_for_classification():
+    from transformers import BertForMaskedLM
+
+    tiny = load_model("tiny:bert", "masked-lm", seed=3)
+    assert isinstance(tiny, BertForMaskedLM) and tiny.training
+    assert same_weights(tiny, load_model("tiny:bert", "masked-lm", seed=3))
+    # MiniLM: the body is the checkpoint's; its MLM head (absent from it) is drawn from the seed
+    mlm = load_model("bundled:minilm-l6", "masked-lm", seed=0)
+    cls = load_model("bundled:minilm-l6", "classification", 5, seed=0)
+    body = {k: v for k, v in cls.bert.state_dict().items() if not k.startswith("pooler")}
+    assert all(torch.equal(v, mlm.bert.state_dict()[k]) for k, v in body.items())
+    assert mlm.cls.predictions.decoder.weight is mlm.bert.embeddings.word_embeddings.weight  # tied: pretrained
+    other = load_model("bundled:minilm-l6", "masked-lm", seed=1)
+    assert not head_equal(mlm, other, "cls.predictions.transform")
+    assert head_equal(mlm, load_model("bundled:minilm-l6", "masked-lm", seed=0), "cls.predictions.transform")
+
+    # a masked-LM checkpoint loads for classification: the same encoder, a fresh seeded head
+    ckpt = home.checkpoint_dir("run-mlm")
+    tiny.save_pretrained(ckpt)
+    load_tokenizer("tiny:bert").save_pretrained(ckpt)
+    clf = load_model("run:run-mlm", "classification", 5, seed=0)
+    enc = {k: v for k, v in tiny.bert.state_dict().items()}
+    assert enc and all(torch.equal(v, clf.bert.state_dict()[k]) for k, v in enc.items())
+    assert clf.classifier.out_features == 5 and model_kind("run:run-mlm") == ENCODER
+
+
+def test_decoders_cannot_do_masked_lm():
+    with pytest.raises(ModelError) as e:
+        load_model("tiny:gpt2", "masked-lm")
+    assert str(e.value) == ("tiny:gpt2 is a decoder (gpt2) and cannot do task 'masked-lm'; use an encoder such as "
+                            "tiny:bert or bundled:minilm-l6, or task causal-lm for a decoder")

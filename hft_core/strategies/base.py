@@ -48,6 +48,7 @@ class Batch:
     labels: torch.Tensor | None = None
     inputs: dict[str, torch.Tensor] | None = None
     prompts: list[str] | None = None  # causal-lm: the prompt part of each text (masked from the loss)
+    seed: int | None = None  # the task's own randomness (masked-LM masks), from (seed, micro-step, rank)
 
     @property
     def model_inputs(self) -> dict[str, torch.Tensor]:
