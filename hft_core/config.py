@@ -228,12 +228,24 @@ class RunConfig:
 
 
 def _cli_value(v: Any) -> str:
-    s = yaml.safe_dump(v, default_flow_style=True).strip()
-    if s.endswith("\n..."):
-        s = s[:-4].strip()
-    if s.endswith("..."):
-        s = s[:-3].strip()
-    return f"'{s}'" if any(c in s for c in " :[]{},'\"") else s
+    """``v`` as the YAML that ``parse_set`` reads back to ``v``, quoted for a POSIX shell.
+
+    A string YAML would read as something else ("123", "true", "a: b") is written as a YAML
+    double-quoted scalar, so it comes back a string: ``--set name='"123"'``.
+    """
+    import shlex
+
+    if isinstance(v, str):
+        try:
+            plain = yaml.safe_load(v) == v  # reads back as itself
+        except yaml.YAMLError:
+            plain = False
+        s = v if plain else yaml.safe_dump(v, default_style='"', width=10**9).strip()
+    else:
+        s = yaml.safe_dump(v, default_flow_style=True, width=10**9).strip()
+        if s.endswith("..."):  # a bare scalar ends its YAML document with "..."
+            s = s[:-3].strip()
+    return shlex.quote(s)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
