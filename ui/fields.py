@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import streamlit as st
 
@@ -31,15 +31,26 @@ def _float_step(meta: dict, value: float) -> float:
     return 10 ** math.floor(math.log10(abs(value)))
 
 
+def headline_label(spec: Any, f: dataclasses.Field) -> str:
+    """The big slider's label: the metadata's text when ``headline`` is one, else 'alpha — Alpha blend (...)'."""
+    text = f.metadata.get("headline")
+    return text if isinstance(text, str) else f"{pretty(f.name)} — {spec.title}"
+
+
 def field_widget(f: dataclasses.Field, key: str, *, label: str | None = None,
-                 choices: Sequence[Any] | None = None, disabled: bool = False) -> Any:
-    """Draw the widget for field ``f`` bound to ``st.session_state[key]``; returns its value."""
+                 choices: Sequence[Any] | None = None, disabled: bool = False,
+                 on_change: Callable[..., None] | None = None, args: tuple = ()) -> Any:
+    """Draw the widget for field ``f`` bound to ``st.session_state[key]``; returns its value.
+
+    ``on_change(*args)`` runs when the user changes the value (the Train form marks the field
+    as set by hand, so a new model's recommended settings do not overwrite it).
+    """
     meta = dict(f.metadata)
     label = label or pretty(f.name)
     help_ = meta.get("help") or None
     choices = list(choices) if choices is not None else meta.get("choices")
     kind = field_kind(f)
-    common = dict(key=key, help=help_, disabled=disabled, persist_state=PERSIST)
+    common = dict(key=key, help=help_, disabled=disabled, persist_state=PERSIST, on_change=on_change, args=args)
     if choices:
         options = list(choices)
         if key in st.session_state and st.session_state[key] not in options:
@@ -60,3 +71,29 @@ def field_widget(f: dataclasses.Field, key: str, *, label: str | None = None,
     if kind == "str":
         return st.text_input(label, **common)
     return st.text_input(label + " (YAML)", **common)
+
+
+def strategy_card(spec: Any, state: Any, task: str) -> None:
+    """One strategy in the Strategy mix tab: its toggle, what it does, and its fields when on.
+
+    A strategy whose headline field (drawn at the top of Train) left its neutral value is on
+    without its toggle, and says so; the headline field is not drawn twice.
+    """
+    from ui.form_state import headline_field, strategy_on
+
+    fits, on_key, headline = task in spec.tasks, f"mix.{spec.name}.on", headline_field(spec)
+    auto_on = strategy_on(state, spec) and not state.get(on_key)
+    st.toggle(spec.title + (f"  ·  {spec.reference}" if spec.reference else ""), key=on_key, persist_state=PERSIST,
+              disabled=(not fits and not state.get(on_key)), help=spec.summary)
+    note = spec.summary + (f" (only for {', '.join(spec.tasks)})" if not fits else "")
+    if auto_on:
+        note += f" **On:** {headline.name} = {state[f'mix.{spec.name}.{headline.name}']:g} at the top."
+    if spec.conflicts:
+        note += " Does not mix with " + ", ".join(spec.conflicts) + "."
+    st.caption(note)
+    if state.get(on_key) or auto_on:
+        fields = [f for f in dataclasses.fields(spec.config_cls) if f is not headline]
+        cols = st.columns(min(3, max(1, len(fields))))
+        for j, f in enumerate(fields):
+            with cols[j % len(cols)]:
+                field_widget(f, f"mix.{spec.name}.{f.name}")

@@ -8,7 +8,8 @@ form -> config step are unit-tested without a browser. Keys:
     f.task                          classification | causal-lm
     cfg.<field>                     every other scalar RunConfig field (lr, max_steps, precision ...)
     mix.<name>.on                   strategy enabled
-    mix.<name>.<field>              its settings; mix.blend.alpha is the big slider at the top
+    mix.<name>.<field>              its settings; a strategy's headline field (blend's alpha) is a big
+                                    slider at the top, and moving it off its neutral value turns it on
 """
 from __future__ import annotations
 
@@ -93,15 +94,27 @@ def config_to_state(cfg: RunConfig, specs: Iterable[Any], model_options: Iterabl
         values = cfg.mix[spec.name] if on else spec.config_cls()
         state[f"mix.{spec.name}.on"] = on
         for f in dataclasses.fields(spec.config_cls):
-            state[f"mix.{spec.name}.{f.name}"] = to_widget_value(f, getattr(values, f.name))
-    if "blend" not in cfg.mix and "mix.blend.alpha" in state:
-        state["mix.blend.alpha"] = 1.0  # no blend = plain fine-tuning = alpha 1 on the big slider
+            value = getattr(values, f.name)
+            if not on and f.metadata.get("headline") and "neutral" in f.metadata:
+                value = f.metadata["neutral"]  # no blend = plain fine-tuning = alpha 1 on the big slider
+            state[f"mix.{spec.name}.{f.name}"] = to_widget_value(f, value)
     return state
 
 
-def blend_enabled(state: Mapping[str, Any]) -> bool:
-    """Blend is on when its toggle is, or whenever the big alpha slider is below 1."""
-    return bool(state.get("mix.blend.on")) or float(state.get("mix.blend.alpha", 1.0)) < 1.0
+def headline_field(spec: Any) -> dataclasses.Field | None:
+    """The field a strategy marks ``headline`` in its metadata (drawn big at the top of Train), or None."""
+    return next((f for f in dataclasses.fields(spec.config_cls) if f.metadata.get("headline")), None)
+
+
+def strategy_on(state: Mapping[str, Any], spec: Any) -> bool:
+    """On when its toggle is, or when its headline field has left its neutral value (alpha below 1)."""
+    if state.get(f"mix.{spec.name}.on"):
+        return True
+    f = headline_field(spec)
+    if f is None or "neutral" not in f.metadata:
+        return False
+    key = f"mix.{spec.name}.{f.name}"
+    return key in state and from_widget_value(f, state[key]) != f.metadata["neutral"]
 
 
 def state_to_dict(state: Mapping[str, Any], specs: Iterable[Any], data_source: str | None = None) -> dict[str, Any]:
@@ -123,8 +136,7 @@ def state_to_dict(state: Mapping[str, Any], specs: Iterable[Any], data_source: s
         d["data"] = (state.get("f.data_text") or "").strip() if choice in (CUSTOM, UPLOAD) else choice
     mix: dict[str, Any] = {}
     for spec in specs:
-        on = blend_enabled(state) if spec.name == "blend" else bool(state.get(f"mix.{spec.name}.on"))
-        if not on:
+        if not strategy_on(state, spec):
             continue
         values = {}
         for f in dataclasses.fields(spec.config_cls):
