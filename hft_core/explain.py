@@ -4,13 +4,23 @@ Each function answers one small question a lecturer asks while explaining a
 strategy, fast enough to recompute on every slider move (milliseconds):
 
     blend_weights / blend_stats / histogram   what alpha does to a weight matrix
-    softmax_at_temperature                     how T softens a teacher's distribution
-    lora_trainable                             LoRA's trainable parameters as r changes
+    softmax_at_temperature / kd_term           how T softens a teacher's distribution
+    lora_trainable / minilm_lora_shapes        LoRA's trainable parameters as r changes, per target choice
     precision_table / dtype_ranges             how fp32 / bf16 / fp16 store a number
-    l2sp_penalty                               the pull back toward the pretrained weights
+    l2sp_penalty / l2sp_curve                  the pull back toward the pretrained weights
     eda_examples                               EDA on a sentence
     neftune_bound                              NEFTune's noise bound against sequence length
     wise_ft_schematic                          the shape of a WiSE-FT curve (schematic, not measured)
+    reinit_layer_stds                          weight spread per layer before/after re-initialising
+    mixout_demo                                Mixout's draws and their Monte-Carlo mean
+    aux_terms                                  the task and auxiliary LM loss terms at lambda
+    trainable_map / lpft_schedule              which parameters train (freeze, Half FT, LP-FT), step by step
+    loss_tokens                                which tokens of a chat example are in the loss
+    masking_example                            BERT-style masking of a sentence (pretraining)
+
+Every number comes from the functions a run uses (the strategies, ``losses``, the
+tasks, the trainer's scheduler) on the bundled MiniLM or tokenizers, so the page
+cannot drift from what trains; only the WiSE-FT curve is a drawing.
 
 The text of each lesson (plain words, formula, source, what to look for) is in
 ``LESSONS``; titles and references come from the strategy registry where a
@@ -18,6 +28,7 @@ strategy is registered, so they are written once.
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -60,14 +71,23 @@ def random_weights(n: int, std: float = MINILM_INIT_STD, seed: int = 0) -> torch
 
 
 def blend_weights(pretrained: torch.Tensor, fresh: torch.Tensor, alpha: float) -> torch.Tensor:
-    """alpha * pretrained + (1 - alpha) * fresh, with the endpoints copied exactly (as the blend strategy does)."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha={alpha!r} is outside [0, 1]: 1 keeps the pretrained weights, 0 is a fresh init")
-    if alpha == 1.0:
-        return pretrained.clone()
-    if alpha == 0.0:
-        return fresh.clone()
-    return alpha * pretrained + (1.0 - alpha) * fresh
+    """alpha * pretrained + (1 - alpha) * fresh, by the blend strategy's own ``blend_init`` (endpoints exact).
+
+    The tensors are wrapped as one-parameter modules so the very function that blends a
+    model at the start of a run blends them; ``BlendConfig`` validates alpha as a run would.
+    """
+    from hft_core.strategies.blend import BlendConfig, blend_init
+
+    w_pre, w_rand = BlendConfig(alpha=alpha).factors()  # ConfigError (a ValueError) outside [0, 1]
+    model, other = _as_module(pretrained), _as_module(fresh)
+    blend_init(model, other, w_pre, w_rand)
+    return model.weight.detach()
+
+
+def _as_module(t: torch.Tensor) -> torch.nn.Module:
+    m = torch.nn.Module()
+    m.weight = torch.nn.Parameter(t.detach().clone(), requires_grad=False)
+    return m
 
 
 @dataclass(frozen=True)
@@ -115,11 +135,12 @@ def entropy_bits(probs: Sequence[float]) -> float:
 
 
 def kd_term(teacher_logits: Sequence[float], student_logits: Sequence[float], temperature: float) -> float:
-    """T^2 * KL(softmax(t/T) || softmax(s/T)) for one example: the KD loss term (Hinton et al. 2015)."""
-    t = torch.tensor(teacher_logits, dtype=torch.float64) / temperature
-    s = torch.tensor(student_logits, dtype=torch.float64) / temperature
-    kl = torch.sum(torch.softmax(t, 0) * (torch.log_softmax(t, 0) - torch.log_softmax(s, 0)))
-    return float(temperature ** 2 * kl)
+    """T^2 * KL(softmax(t/T) || softmax(s/T)) for one example: ``losses.kd_kl``, the KD strategy's own term."""
+    from hft_core import losses
+
+    t = torch.tensor([list(teacher_logits)], dtype=torch.float32)
+    s = torch.tensor([list(student_logits)], dtype=torch.float32)
+    return float(losses.kd_kl(s, t, temperature))
 
 
 # ---- LoRA ------------------------------------------------------------------------------
@@ -213,8 +234,18 @@ def precision_table(x: float) -> list[Stored]:
 # ---- L2-SP -----------------------------------------------------------------------------
 
 def l2sp_penalty(distance: float, beta: float) -> float:
-    """beta/2 * ||w - w0||^2 for a weight vector at Euclidean distance ``distance`` from w0."""
-    return 0.5 * beta * distance ** 2
+    """beta/2 * ||w - w0||^2 for a weight vector at Euclidean distance ``distance`` from w0 (``losses.l2sp_penalty``)."""
+    from hft_core import losses
+
+    w, w0 = torch.tensor([float(distance)], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    return float(losses.l2sp_penalty([w], [w0], beta))
+
+
+def l2_penalty(norm: float, beta: float) -> float:
+    """Plain L2 toward zero, beta/2 * ||w||^2, for weights of norm ``norm`` (``losses.l2_penalty``)."""
+    from hft_core import losses
+
+    return float(losses.l2_penalty([torch.tensor([float(norm)], dtype=torch.float64)], beta))
 
 
 def l2sp_curve(beta: float, max_distance: float = 10.0, points: int = 101) -> tuple[list[float], list[float], list[float]]:
@@ -226,7 +257,7 @@ def l2sp_curve(beta: float, max_distance: float = 10.0, points: int = 101) -> tu
     """
     ds = [max_distance * i / (points - 1) for i in range(points)]
     w0 = max_distance
-    return ds, [l2sp_penalty(d, beta) for d in ds], [0.5 * beta * (w0 ** 2 + d ** 2) for d in ds]
+    return ds, [l2sp_penalty(d, beta) for d in ds], [l2_penalty(math.hypot(w0, d), beta) for d in ds]
 
 
 # ---- EDA -------------------------------------------------------------------------------
@@ -235,14 +266,21 @@ def eda_examples(sentence: str, rate: float, copies: int = 4, seed: int = 0) -> 
     """``copies`` augmented versions of ``sentence`` as (operation, text), seeded.
 
     Calls the EDA strategy's own ``augment_text``, so the page shows exactly what
-    training sees: random insertion, swap and deletion of the sentence's own words
-    (EDA's synonym replacement needs WordNet, which is not bundled), each changing
+    training sees: random insertion, swap and deletion of the sentence's own words and
+    WordNet synonym replacement (in that order, one operation per copy), each changing
     n = max(1, int(rate * words)) words. rate = 0 returns the sentence unchanged.
     """
     from hft_core.strategies.eda import OPS, augment_text
+    from hft_core.wordnet import WordNetMissing
 
-    return [(OPS[i % len(OPS)], augment_text(sentence, OPS[i % len(OPS)], rate, random.Random(f"learn-{seed}-{i}")))
-            for i in range(copies)]
+    out = []
+    for i in range(copies):
+        op = OPS[i % len(OPS)]
+        try:
+            out.append((op, augment_text(sentence, op, rate, random.Random(f"learn-{seed}-{i}"))))
+        except WordNetMissing as e:
+            out.append((op, f"(not available: {e})"))
+    return out
 
 
 # ---- NEFTune ---------------------------------------------------------------------------
@@ -290,6 +328,320 @@ def wise_ft_schematic(points: int = 11) -> tuple[list[float], list[float], list[
     return a, ind, ood
 
 
+# ---- a real MiniLM for the pictures that need one ------------------------------------------
+
+MINILM = "bundled:minilm-l6"
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm_classifier() -> torch.nn.Module:
+    """The bundled MiniLM-L6 with a 5-way head (BBC's topics), loaded once; callers copy before changing it."""
+    from hft_core import models
+
+    return models.load_model(MINILM, "classification", 5, seed=0).eval()
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm_tokenizer():
+    from hft_core import models
+
+    return models.load_tokenizer(MINILM)
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm_skeleton_config():
+    from transformers import AutoConfig
+
+    from hft_core import models
+
+    return AutoConfig.from_pretrained(models.resolve_path(MINILM), num_labels=5)
+
+
+def minilm_skeleton() -> torch.nn.Module:
+    """MiniLM-L6's architecture with a 5-way head on the meta device: names, shapes and requires_grad,
+    no weights (built in milliseconds; enough for which-parameters-train pictures)."""
+    from transformers import BertForSequenceClassification
+
+    with torch.device("meta"):
+        return BertForSequenceClassification(_minilm_skeleton_config())
+
+
+# ---- LoRA targets ------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=8)
+def minilm_lora_shapes(target_modules: str = "all-linear") -> tuple[tuple[int, int], ...]:
+    """(out, in) of each layer LoRA adapts in MiniLM-L6 for ``target_modules``, found by the LoRA
+    strategy's own ``resolve_targets`` (so the page counts what a run would adapt)."""
+    from hft_core.strategies.lora import resolve_targets
+
+    model = minilm_skeleton()
+    names = resolve_targets(model, target_modules)
+    return tuple((m.out_features, m.in_features) for n, m in model.named_modules()
+                 if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith("." + t) for t in names))
+
+
+# ---- re-initialise the top layers --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerStds:
+    layers: list[str]       # "embeddings", "block 0" ... "block 5", "pooler"
+    before: list[float]     # std of the layer's Linear/Embedding weights, pretrained
+    after: list[float]      # the same after re-initialising the top k blocks and the pooler
+    reinit: list[bool]      # which layers were re-initialised
+
+
+@functools.lru_cache(maxsize=16)
+def reinit_layer_stds(k: int, seed: int = 0) -> LayerStds:
+    """Weight spread per layer of the real MiniLM before and after ``reinit_top_layers(model, k)``.
+
+    The strategy's own function runs on a copy of the loaded model; the head is left out
+    (it is random either way). Re-initialised layers drop to std ~ 0.02 (BERT's init).
+    """
+    import copy
+
+    from hft_core.strategies import anatomy
+    from hft_core.strategies.reinit import reinit_top_layers
+
+    model = copy.deepcopy(_minilm_classifier())
+    before = _layer_stds(model)
+    touched = reinit_top_layers(model, k, seed=seed + 17, pooler=True, head=False)
+    after = _layer_stds(model)
+    block_name, _ = anatomy.find_blocks(model)
+    names = list(before)
+    hit = [any(t == _layer_module(name, block_name) for t in touched) for name in names]
+    return LayerStds(names, list(before.values()), [after[n] for n in names], hit)
+
+
+def _layer_stds(model: torch.nn.Module) -> dict[str, float]:
+    from hft_core.strategies import anatomy
+
+    block_name, blocks = anatomy.find_blocks(model)
+
+    def std(module: torch.nn.Module) -> float:
+        ws = [m.weight.detach().flatten() for m in module.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))]
+        return float(torch.cat(ws).std())
+
+    out = {"embeddings": std(model.get_input_embeddings())}
+    out.update({f"block {i}": std(b) for i, b in enumerate(blocks)})
+    for _, mod in anatomy.pooler_modules(model):
+        out["pooler"] = std(mod)
+    return out
+
+
+def _layer_module(label: str, block_name: str) -> str:
+    """The module name ``reinit_top_layers`` reports for a row label ("block 4" -> "bert.encoder.layer.4")."""
+    if label.startswith("block "):
+        return f"{block_name}.{label.split()[1]}"
+    return f"{block_name.split('.')[0]}.{label}" if "." in block_name else label
+
+
+# ---- mixout ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MixoutDemo:
+    w_pre: list[float]      # pretrained values of a few weights
+    w: list[float]          # their current (fine-tuned) values
+    one_draw: list[float]   # one training forward's effective weights
+    mean: list[float]       # Monte-Carlo mean of ``draws`` forwards: close to w
+    draws: list[int]        # 1, 2, 4, ... draws
+    max_error: list[float]  # max |mean - w| after that many draws: falls like 1/sqrt(draws)
+
+
+def mixout_demo(p: float, draws: int = 1000, n: int = 8, seed: int = 0) -> MixoutDemo:
+    """``losses.mixout_weight`` (what each training forward of a Mixout run uses) on ``n`` real MiniLM
+    weights moved by a seeded fine-tuning step; its mean over many draws is the weight itself."""
+    from hft_core import losses
+
+    pre, _ = pretrained_weights()
+    g = torch.Generator().manual_seed(seed)
+    w_pre = pre[:n].double()
+    w = w_pre + 0.05 * torch.randn(n, generator=g, dtype=torch.float64)
+    samples = torch.stack([losses.mixout_weight(w, w_pre, p, generator=g) for _ in range(max(1, draws))])
+    running = samples.cumsum(0) / torch.arange(1, len(samples) + 1, dtype=torch.float64)[:, None]
+    marks = sorted({min(len(samples), 2 ** i) for i in range(0, int(math.log2(max(1, draws))) + 2)})
+    return MixoutDemo(w_pre.tolist(), w.tolist(), samples[0].tolist(), running[-1].tolist(), marks,
+                      [float((running[m - 1] - w).abs().max()) for m in marks])
+
+
+# ---- auxiliary LM loss -------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=32)
+def aux_terms(weight: float, text: str = "The central bank raised interest rates again on Thursday.",
+              label: int = 0, seed: int = 0) -> dict[str, float]:
+    """The loss terms of the first step of a run with the aux strategy at lambda = ``weight``:
+    {"loss/task", "loss/aux_lm", "L_LM", "loss"}, from the real MiniLM, task and strategy.
+
+    At the start the MLM head is new (all-MiniLM-L6-v2 ships none), so L_LM starts high;
+    lambda scales its share of the total and of the gradient (lambda = 0: the task alone).
+    """
+    import copy
+
+    from hft_core.strategies.aux import AuxConfig, AuxiliaryLM
+    from hft_core.strategies.base import StrategyContext
+    from hft_core.tasks import get_task
+
+    tok, task = _minilm_tokenizer(), get_task("classification")
+    model = copy.deepcopy(_minilm_classifier())
+    ctx = StrategyContext(task="classification", num_labels=5, tokenizer=tok, device=torch.device("cpu"), seed=seed,
+                          max_steps=1, model_source=MINILM, fresh_model=_no_model, load_model=_no_model)
+    s, unit = AuxiliaryLM(AuxConfig(weight=weight)), AuxiliaryLM(AuxConfig(weight=1.0))
+    model = s.setup(model, ctx)
+    unit.setup(model, ctx)  # the same seeded head again: L_LM itself, to show lambda's share
+    batch = task.make_batch([{"text": text, "label": label}], tok)
+    batch.inputs = task.collate(tok, batch, 64, torch.device("cpu"))
+    with torch.no_grad():
+        out = model(**batch.model_inputs)
+        task_loss = float(task.loss(out, batch))
+        aux = float(s.extra_losses(out, batch, ctx)["aux_lm"])
+        lm = float(unit.extra_losses(out, batch, ctx)["aux_lm"])
+    return {"loss/task": task_loss, "loss/aux_lm": aux, "L_LM": lm, "loss": task_loss + aux}
+
+
+def _no_model(*_):
+    raise RuntimeError("not needed for this picture")
+
+
+# ---- which parameters train: freezing, Half Fine-Tuning, LP-FT --------------------------------
+
+@dataclass(frozen=True)
+class TrainableMap:
+    rows: list[str]                     # "embeddings", "block 0" ... , "pooler", "classifier"
+    cols: list[str]                     # tensor names within a row, e.g. "attention.self.query.weight"
+    trainable: list[list[float | None]]  # 1 trains, 0 frozen, None no such tensor in that row
+    n_trainable: int
+    n_total: int
+
+
+def trainable_map(strategy: str, **settings) -> TrainableMap:
+    """Which of MiniLM's parameter tensors train after the strategy's own setup (on the meta skeleton).
+
+    strategy: "none", "freeze" (``layers``, ``embeddings``), "half_ft" (``fraction``, ``seed``) or
+    "lpft" (during the head-only steps).
+    """
+    from hft_core.strategies import anatomy
+
+    model = minilm_skeleton()
+    if strategy == "freeze":
+        from hft_core.strategies.freeze import freeze_bottom
+
+        freeze_bottom(model, int(settings.get("layers", 1)), bool(settings.get("embeddings", True)))
+    elif strategy == "half_ft":
+        from hft_core.strategies.half_ft import freeze_random_half
+
+        freeze_random_half(model, float(settings.get("fraction", 0.5)), int(settings.get("seed", 0)))
+    elif strategy == "lpft":
+        from hft_core.strategies.lpft import LPFT, LPFTConfig
+
+        LPFT(LPFTConfig(head_steps=1)).setup(model, None)
+    elif strategy != "none":
+        raise ValueError(f"trainable_map: unknown strategy {strategy!r}; use none, freeze, half_ft or lpft")
+    block_name, blocks = anatomy.find_blocks(model)
+    rows: dict[str, dict[str, bool]] = {}
+    for n, p in model.named_parameters():
+        if n.startswith(block_name + "."):
+            i, rest = n[len(block_name) + 1:].split(".", 1)
+            row, col = f"block {i}", rest
+        elif anatomy.is_head_name(n):
+            row, col = "classifier", n.rsplit(".", 1)[-1]
+        elif ".pooler." in f".{n}":
+            row, col = "pooler", n.split("pooler.", 1)[1]
+        else:
+            row, col = "embeddings", n.split("embeddings.", 1)[-1]
+        rows.setdefault(row, {})[col] = p.requires_grad
+    order = ["embeddings"] + [f"block {i}" for i in range(len(blocks))] + ["pooler", "classifier"]
+    cols = list(dict.fromkeys(c for r in order if r.startswith("block") for c in rows.get(r, {})))
+    cols += [c for r in order for c in rows.get(r, {}) if c not in cols]
+    order = [r for r in order if r in rows]
+    grid = [[(1.0 if rows[r][c] else 0.0) if c in rows[r] else None for c in cols] for r in order]
+    total = sum(p.numel() for p in model.parameters())
+    return TrainableMap(order, cols, grid, sum(p.numel() for p in model.parameters() if p.requires_grad), total)
+
+
+@dataclass(frozen=True)
+class LPFTSchedule:
+    steps: list[int]
+    lr: list[float]                  # the trainer's own schedule, per step
+    backbone_trainable: list[float]  # lpft/backbone_trainable as the strategy logs it (0 probing, 1 after)
+    trainable: list[int]             # trainable parameters during each step
+
+
+def lpft_schedule(head_steps: int, max_steps: int = 60, lr: float = 1e-4, schedule: str = "linear",
+                  warmup_steps: int = 0) -> LPFTSchedule:
+    """Step by step: the learning rate (the trainer's scheduler) and what trains (the LP-FT strategy's
+    own on_step_end) for MiniLM with a 5-way head."""
+    from hft_core.config import RunConfig
+    from hft_core.strategies.lpft import LPFT, LPFTConfig
+    from hft_core.trainer import _make_scheduler
+
+    cfg = RunConfig(model=MINILM, max_steps=max_steps, lr=lr, schedule=schedule, warmup_steps=warmup_steps)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = _make_scheduler(cfg, opt)
+    model = minilm_skeleton()
+    s = LPFT(LPFTConfig(head_steps=head_steps))
+    s.setup(model, None)
+    steps, lrs, flags, counts = [], [], [], []
+    flag = 0.0
+    for step in range(1, max_steps + 1):  # values *during* step `step`, then its end
+        steps.append(step)
+        lrs.append(sched.get_last_lr()[0])
+        flags.append(flag)
+        counts.append(sum(p.numel() for p in model.parameters() if p.requires_grad))
+        opt.step()
+        sched.step()
+        flag = s.on_step_end(step, None)["lpft/backbone_trainable"]
+    return LPFTSchedule(steps, lrs, flags, counts)
+
+
+# ---- instruction tuning: which tokens are in the loss -------------------------------------------
+
+def loss_tokens(prompt: str, response: str, tokenizer_source: str = "tiny:gpt2") -> list[tuple[str, bool]]:
+    """(token text, in the loss) for one prompt/answer pair, formatted and labelled by the causal-lm task
+    exactly as a training batch is: the tokenizer's chat template when it has one, and label -100 (not
+    in the loss) on the prompt part. A token "in the loss" is one the model is trained to predict."""
+    from hft_core import models
+    from hft_core.tasks import get_task
+
+    tok = models.load_tokenizer(tokenizer_source)
+    task = get_task("causal-lm")
+    batch = task.make_batch([{"prompt": prompt, "response": response}], tok)
+    inputs = task.collate(tok, batch, 512, torch.device("cpu"))
+    ids, labels = inputs["input_ids"][0].tolist(), inputs["labels"][0].tolist()
+    return [(tok.decode([i]), lab != -100) for i, lab in zip(ids, labels)]
+
+
+# ---- pretraining: masked LM ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MaskedToken:
+    shown: str      # what the model sees at this position
+    original: str   # the token that was there
+    kind: str       # "special", "not chosen", "[MASK]", "random", "kept" (chosen, left as is)
+
+
+def masking_example(text: str, prob: float = 0.15, seed: int = 0) -> list[MaskedToken]:
+    """BERT-style masking of ``text`` with the MiniLM tokenizer, by ``hft_core.tasks.mask_tokens`` (what a
+    masked-LM run does to each batch): chosen tokens are predicted; of them 80% [MASK], 10% random, 10% kept."""
+    from hft_core.tasks import mask_tokens
+
+    tok = _minilm_tokenizer()
+    ids = tok(text, truncation=True, max_length=128, return_tensors="pt")["input_ids"]
+    masked, labels = mask_tokens(ids, tok, prob=prob, generator=torch.Generator().manual_seed(seed))
+    special = set(tok.all_special_ids)
+    out = []
+    for orig, new, lab in zip(ids[0].tolist(), masked[0].tolist(), labels[0].tolist()):
+        o, n = tok.convert_ids_to_tokens(orig), tok.convert_ids_to_tokens(new)
+        if lab == -100:
+            kind = "special" if orig in special else "not chosen"
+        elif new == tok.mask_token_id:
+            kind = "[MASK]"
+        elif new == orig:
+            kind = "kept"
+        else:
+            kind = "random"
+        out.append(MaskedToken(n, o, kind))
+    return out
+
+
 # ---- lessons ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -318,20 +670,21 @@ LESSONS: list[Lesson] = [
            "pretrained weights. The top layers are the most specific to the pretraining task.",
            r"\theta_{\ell} \sim \mathcal{N}(0, 0.02^2)\ \text{for}\ \ell > L-k,\ \ \theta_\ell = \theta_\ell^{pre}\ \text{otherwise}",
            "Zhang et al. 2021, Revisiting few-sample BERT fine-tuning",
-           "Small k can make few-sample runs steadier; large k approaches training from scratch.", "none"),
+           "Small k can make few-sample runs steadier; large k approaches training from scratch.", "reinit"),
     Lesson("mixout", "Mixout: dropout toward the pretrained weights",
            "Like dropout, but a dropped weight entry is replaced by its pretrained value instead of zero, then "
            "rescaled so the expected weight is unchanged. It keeps few-sample fine-tuning close to the start.",
            r"\tilde w = \frac{(1-M)\odot w_0 + M \odot w - p\,w_0}{1-p},\quad M \sim \mathrm{Bernoulli}(1-p)",
            "Lee, Cho & Kang 2020", "Steadier few-sample runs; identity at eval time, so eval curves are comparable.",
-           "none"),
+           "mixout"),
     Lesson("l2sp", "L2-SP: stay near the start point",
            "Plain weight decay pulls weights toward zero; L2-SP pulls them back toward the pretrained weights, "
            "so a model trained on very few examples cannot wander far from what it knew.",
            r"\mathcal{L} = \mathcal{L}_{task} + \frac{\beta}{2}\lVert w - w_0 \rVert^2 + \frac{\gamma}{2}\lVert w_{head} \rVert^2",
            "Li, Grandvalet & Davoine 2018",
-           "loss/l2sp starts at 0 and grows as training moves away from the pretrained point; with few examples "
-           "the eval accuracy may be a little steadier across seeds. With a fine-tuned MiniLM the effect is small.",
+           "loss/l2sp starts at 0 and grows as training moves away from the pretrained point. It guards against "
+           "forgetting, so it shows only when fine-tuning moves the weights far (a high learning rate, many steps, "
+           "little data); in a short gentle run the two curves lie on top of each other.",
            "l2sp"),
     Lesson("kd", "Knowledge distillation",
            "A small student learns from a trained teacher's softened probabilities as well as from the labels. "
@@ -350,10 +703,11 @@ LESSONS: list[Lesson] = [
            "Keep a language-modelling loss on the same texts while training the classifier, so the encoder keeps "
            "modelling language instead of only separating labels.",
            r"\mathcal{L} = \mathcal{L}_{task} + \lambda\,\mathcal{L}_{LM}", "Radford et al. 2018 (GPT-1), lambda = 0.5",
-           "loss/aux beside loss/task; lambda = 0 gives exactly plain fine-tuning.", "none"),
+           "loss/aux_lm beside loss/task; lambda = 0 gives exactly plain fine-tuning.", "aux"),
     Lesson("eda", "EDA: easy data augmentation",
-           "Make extra training sentences by inserting, swapping and deleting a few words. Helps most when there "
-           "are only tens or hundreds of examples. (Synonym replacement needs WordNet, which is not bundled.)",
+           "Make extra training sentences by replacing a few words with WordNet synonyms, inserting, swapping and "
+           "deleting words. Helps most when there are only tens or hundreds of examples. (Synonyms come from "
+           "WordNet 3.0 read with nltk from installed files; insertion reuses the sentence's own words.)",
            r"n = \max(1, \lfloor a \cdot \text{words} \rfloor)\ \text{words changed per operation},\ a = 0.1",
            "Wei & Zou 2019", "Train loss is noisier; compare eval accuracy with 50 examples, with and without EDA.",
            "eda"),
@@ -366,31 +720,46 @@ LESSONS: list[Lesson] = [
            "which a few steps on a laptop will not show.", "neftune"),
     Lesson("lora", "LoRA: low-rank adapters",
            "Freeze the pretrained weights and learn a small low-rank update B A beside chosen layers. B starts at 0, "
-           "so training starts exactly at the pretrained model. Far fewer trainable parameters.",
+           "so training starts exactly at the pretrained model. Far fewer trainable parameters. The lab adapts every "
+           "linear layer of the blocks by default (QLoRA found that necessary to match full fine-tuning); the "
+           "original paper's query/value only is an option (mix.lora.target_modules).",
            r"h = W_0 x + \frac{\alpha}{r} B A x,\quad B \in \mathbb{R}^{d_{out}\times r},\ A \in \mathbb{R}^{r\times d_{in}},\ B_0 = 0",
-           "Hu et al. 2021", "params_trainable is a small fraction; accuracy close to full fine-tuning, often "
-           "needing a higher learning rate.", "lora"),
+           "Hu et al. 2021; Dettmers et al. 2023 (QLoRA: all linear layers)", "params_trainable is a small "
+           "fraction; accuracy close to full fine-tuning with all linear layers adapted, often needing a higher "
+           "learning rate; query/value only trails it after few steps.", "lora"),
     Lesson("freeze", "Freeze the bottom k layers",
            "Keep the lowest k blocks (and embeddings) fixed and train the rest: fewer trainable parameters, and the "
            "general features stay intact.", r"\nabla_{\theta_\ell} = 0\ \text{for}\ \ell \le k",
            "Howard & Ruder 2018 (ULMFiT, gradual unfreezing); common practice", "params_trainable drops; speed rises a little.",
-           "none"),
+           "freeze"),
     Lesson("half_ft", "Half fine-tuning",
            "Freeze a random half of the parameters in each layer, a different half per layer, and train the other "
            "half: a cheap guard against forgetting.", r"\theta = \theta_{frozen} \cup \theta_{trained},\ |\theta_{trained}| \approx |\theta|/2",
-           "Hui et al. 2024", "params_trainable about half; curves close to full fine-tuning.", "none"),
+           "Hui et al. 2024", "params_trainable about half; curves close to full fine-tuning.", "half_ft"),
     Lesson("lpft", "LP-FT: linear probe, then fine-tune",
            "First train only the new classifier head with the body frozen, then unfreeze everything. A random head "
            "no longer sends large, random gradients into the pretrained body at the start.",
            r"\text{steps } 1..h:\ \nabla_{body}=0;\quad \text{steps } > h:\ \text{all}",
-           "Kumar et al. 2022", "A visible bend in the loss curve at the switch step.", "none"),
+           "Kumar et al. 2022", "A visible bend in the loss curve at the switch step.", "lpft"),
     Lesson("instruct", "Instruction tuning a chat model",
            "Train a causal language model on prompt/answer pairs formatted with its chat template. Only the answer "
            "tokens are in the loss, so the model learns how to answer, not how to ask.",
            r"\mathcal{L} = -\sum_{t \in \text{answer}} \log p_\theta(x_t \mid x_{<t})",
            "Wei et al. 2022 (FLAN); Ouyang et al. 2022 (InstructGPT)",
            "eval/loss and perplexity on held-out answers, and the sample generations logged at the end of each run.",
-           "none"),
+           "instruct"),
+    Lesson("pretraining", "Pretraining, then fine-tuning",
+           "Before it sees a single label, a model can learn a language from raw text: BERT-style encoders by "
+           "masked-LM (hide 15% of the tokens and predict them from both sides), GPT-style decoders by predicting "
+           "each next token. Fine-tuning then starts from weights that already encode words, syntax and topics, so "
+           "200 labelled articles are enough where a model trained from scratch stays near chance. Pretrain only on "
+           "text that is not in your eval split, or the test is no longer fair.",
+           r"\mathcal{L}_{MLM} = -\sum_{i \in M} \log p_\theta(x_i \mid x_{\setminus M}),\ \ |M| \approx 0.15\,n"
+           r"\ \ (80\%\ [\mathrm{MASK}],\ 10\%\ \text{random},\ 10\%\ \text{kept})",
+           "Devlin et al. 2019 (BERT); Radford et al. 2018 (GPT); Gururangan et al. 2020 (don't stop pretraining)",
+           "In a masked-LM run (task masked-lm) eval/loss and eval/perplexity fall on held-out text; then fine-tune "
+           "it as model run:<id> and compare with the same model from scratch (the pretrain_then_finetune preset).",
+           "pretraining"),
     Lesson("precision", "Precision: fp32, bf16, fp16",
            "Numbers are stored with a sign, an exponent (range) and a mantissa (precision). bf16 keeps fp32's range "
            "with 8 bits of precision; fp16 has more precision but overflows past 65504 and needs loss scaling.",

