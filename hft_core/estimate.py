@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from hft_core import home
 from hft_core.config import RunConfig
@@ -53,6 +53,10 @@ _FILE_LOCK = threading.Lock()
 
 class EstimateError(RuntimeError):
     """A probe could not run (the config cannot train). The message says why."""
+
+
+class ProbeCancelled(EstimateError):
+    """A probe was stopped before it finished (exit, or the device became busy): no figure, no error."""
 
 
 @dataclass(frozen=True)
@@ -176,13 +180,15 @@ def estimate_from_probe(cfg: RunConfig, probe: Probe) -> Estimate:
 class _ClockSink:
     """Notes the time of every log call; stops the probe after step 2 when steps are slow."""
 
-    def __init__(self, stop: threading.Event, cancel: threading.Event | None = None) -> None:
+    def __init__(self, stop: threading.Event, cancel: Callable[[], bool] | None = None) -> None:
         self.marks: list[tuple[float, int, str]] = []   # (perf_counter, step, "setup" | "train" | "eval")
         self.stop = stop
         self.cancel = cancel
+        self.cancelled = False
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
-        if self.cancel is not None and self.cancel.is_set():
+        if self.cancel is not None and self.cancel():
+            self.cancelled = True
             self.stop.set()
         kind = "eval" if any(k.startswith("eval/") for k in values) else \
             "setup" if "params_total" in values and "loss" not in values else "train"
@@ -205,10 +211,11 @@ def probe_config(cfg: RunConfig, eval_examples_: int) -> RunConfig:
                                name="estimate probe", group="")
 
 
-def run_probe(cfg: RunConfig, cancel: threading.Event | None = None) -> Probe:
+def run_probe(cfg: RunConfig, cancel: Callable[[], bool] | None = None) -> Probe:
     """Measure ``cfg``'s shape with a 4-step real run (a few seconds; longer for big or emulated models).
 
-    ``cancel`` set while it runs stops it at the next step (EstimateError): the app is exiting.
+    ``cancel()`` is asked at every step; True stops the probe there (ProbeCancelled): the app is
+    exiting, or a real run started on the device (the probe would slow it, and measure wrong).
     """
     from hft_core import data as data_sources
     from hft_core import models
@@ -236,8 +243,8 @@ def run_probe(cfg: RunConfig, cancel: threading.Event | None = None) -> Probe:
     finally:
         t_end = time.perf_counter()
         shutil.rmtree(out, ignore_errors=True)
-    if cancel is not None and cancel.is_set():
-        raise EstimateError("the probe was cancelled")
+    if clock.cancelled:
+        raise ProbeCancelled(f"the probe of {cfg.model} was cancelled")
     return _probe_from_marks(shape_key(cfg), clock.marks, t0, t_end, n_probe_eval, pool, result.status,
                              describe_shape(cfg))
 
@@ -329,7 +336,7 @@ def cached_probe(cfg: RunConfig) -> Probe | None:
     return probe
 
 
-def measure(cfg: RunConfig, cancel: threading.Event | None = None) -> Probe:
+def measure(cfg: RunConfig, cancel: Callable[[], bool] | None = None) -> Probe:
     """The cached probe of ``cfg``'s shape, or a new one (blocking) stored in the cache."""
     probe = cached_probe(cfg)
     if probe is None:
@@ -481,45 +488,35 @@ class Prober:
     ``request(cfg)`` returns at once. ``state(cfg)`` is ("ready", Estimate), ("measuring", None),
     ("queued", None), ("failed", message) or ("idle", None) for a shape never requested.
     ``submit(key, fn)`` / ``result(key)`` do the same for any other measurement (bf16 slowdown).
+
+    A request's ``busy()`` (optional) says a real run trains on its device: it is not measured
+    meanwhile, and once under way it stops at its next step and waits to run again. A probe
+    beside a run would slow it and measure a shared CPU. (The probe, like every run, seeds
+    torch's global RNG when it starts; it starts only on an idle device.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, idle_poll_s: float = 2.0) -> None:
         self._lock = threading.Lock()
-        self._wanted: list[tuple[str, Any]] = []   # (key, fn), newest last
+        self._wanted: list[tuple[str, Callable[[Callable[[], bool]], Any], Callable[[], bool]]] = []  # newest last
         self._running: str | None = None
         self._done: dict[str, Any] = {}
         self._errors: dict[str, str] = {}
         self._wake = threading.Event()
-        self._cancel = threading.Event()   # set at exit: a probe still running stops at its next step
+        self._exit = threading.Event()   # set at exit: a probe still running stops at its next step
         self._thread: threading.Thread | None = None
-        self._closed = False
+        self._idle_poll_s = idle_poll_s
         atexit.register(self.close)
 
-    def submit(self, key: str, fn: Any) -> None:
-        """Run ``fn()`` in the background unless ``key`` is done, failed, running or queued."""
+    def submit(self, key: str, fn: Callable[[Callable[[], bool]], Any], busy: Callable[[], bool] | None = None) -> None:
+        """Run ``fn(should_stop)`` in the background unless ``key`` is done, failed, running or queued."""
         with self._lock:
-            if self._closed or key == self._running or key in self._errors or key in self._done:
+            if self._exit.is_set() or key == self._running or key in self._errors or key in self._done:
                 return
-            self._wanted = [(k, f) for k, f in self._wanted if k != key][-3:] + [(key, fn)]
+            self._wanted = [w for w in self._wanted if w[0] != key][-3:] + [(key, fn, busy or _never)]
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="hft-estimate-probe", daemon=True)
                 self._thread.start()
         self._wake.set()
-
-    def close(self, timeout: float = 20.0) -> None:
-        """Drop what is queued and stop a running probe at its next step; wait for the thread.
-
-        Called at exit: a daemon thread still inside torch when the interpreter ends aborts the
-        process ("terminate called without an active exception"), failing a clean exit.
-        """
-        with self._lock:
-            self._closed = True
-            self._wanted.clear()
-            thread = self._thread
-        self._cancel.set()
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
 
     def result(self, key: str) -> tuple[str, Any]:
         """("ready", value) | ("measuring", None) | ("queued", None) | ("failed", message) | ("idle", None)."""
@@ -530,14 +527,14 @@ class Prober:
                 return "failed", self._errors[key]
             if key == self._running:
                 return "measuring", None
-            if any(k == key for k, _ in self._wanted):
+            if any(w[0] == key for w in self._wanted):
                 return "queued", None
         return "idle", None
 
-    def request(self, cfg: RunConfig) -> None:
+    def request(self, cfg: RunConfig, busy: Callable[[], bool] | None = None) -> None:
         """Probe ``cfg``'s shape in the background unless a figure for it is cached."""
         if cached_probe(cfg) is None:
-            self.submit(shape_key(cfg), lambda: measure(cfg, self._cancel))
+            self.submit(shape_key(cfg), lambda should_stop: measure(cfg, should_stop), busy)
 
     def state(self, cfg: RunConfig) -> tuple[str, Any]:
         probe = cached_probe(cfg)
@@ -551,30 +548,49 @@ class Prober:
         with self._lock:
             self._errors.pop(key, None)
 
-    def busy(self) -> bool:
+    def idle(self) -> bool:
         with self._lock:
-            return self._running is not None or bool(self._wanted)
+            return self._running is None and not self._wanted
+
+    def close(self, timeout: float = 20.0) -> None:
+        """Drop what is queued, stop a running probe at its next step, wait for the thread.
+
+        Called at exit: a daemon thread still inside torch when the interpreter ends aborts the
+        process ("terminate called without an active exception"), failing a clean exit.
+        """
+        with self._lock:
+            self._wanted.clear()
+            thread = self._thread
+        self._exit.set()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _loop(self) -> None:
-        while True:
+        while not self._exit.is_set():
             with self._lock:
-                if self._closed:
-                    self._thread = None
-                    return
-                item = self._wanted.pop() if self._wanted else None   # the newest: what the form shows now
+                ready = [w for w in self._wanted if not _safe(w[2])]
+                item = ready[-1] if ready else None    # the newest on an idle device: what the form shows now
+                if item is not None:
+                    self._wanted.remove(item)
                 self._running = item[0] if item else None
+                waiting = bool(self._wanted)
                 if item is None:
                     self._wake.clear()
             if item is None:
-                if not self._wake.wait(timeout=60):
+                if not self._wake.wait(timeout=self._idle_poll_s if waiting else 60) and not waiting:
                     with self._lock:
                         if not self._wanted:
                             self._thread = None
                             return
                 continue
-            key, fn = item
+            key, fn, busy = item
             try:
-                value = fn()
+                value = fn(lambda: self._exit.is_set() or _safe(busy))
+            except ProbeCancelled:
+                with self._lock:   # the device got busy: measure again once it is free
+                    if not self._exit.is_set():
+                        self._wanted.insert(0, item)
             except Exception as e:  # noqa: BLE001 - shown next to Start instead of the figure
                 with self._lock:
                     self._errors[key] = str(e)
@@ -584,6 +600,20 @@ class Prober:
             finally:
                 with self._lock:
                     self._running = None
+        with self._lock:
+            self._thread = None
+
+
+def _never() -> bool:
+    return False
+
+
+def _safe(busy: Callable[[], bool]) -> bool:
+    """A busy check that fails (a store being migrated) counts as idle."""
+    try:
+        return bool(busy())
+    except Exception:  # noqa: BLE001
+        return False
 
 
 # ---- words -----------------------------------------------------------------------------------

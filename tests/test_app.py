@@ -49,6 +49,13 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def no_background_probes(monkeypatch):
+    """The Train page measures a config's speed in a background thread (ui.cost); only the tests
+    about the estimate turn that on (a probe left running would train beside later tests)."""
+    monkeypatch.setenv("HFT_ESTIMATE_PROBES", "0")
+
+
 @pytest.fixture
 def lab(home):
     """(store, manager) in a temp home; the manager trains with the fake."""
@@ -59,9 +66,12 @@ def lab(home):
     store.close()
 
 
-def app(mgr, page: str | None = None, **state) -> AppTest:
+def app(mgr, page: str | None = None, link: dict | None = None, **state) -> AppTest:
+    """The app in AppTest; ``link``: query parameters of the URL it is opened with."""
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state[MANAGER_KEY] = mgr
+    for k, v in (link or {}).items():
+        at.query_params[k] = v
     for k, v in state.items():
         at.session_state[k] = v
     at.run()
@@ -257,6 +267,93 @@ def test_form_state_round_trip_with_strategies():
     assert fs.state_to_config(state, specs) == cfg
     plain = fs.config_to_state(RunConfig(), specs, ["bundled:minilm-l6"], ["bundled:bbc-news"])
     assert plain["mix.blend.alpha"] == 1.0 and fs.state_to_config(plain, specs) == RunConfig()
+
+
+def test_choosing_minilm_after_the_quick_demo_takes_its_recommended_settings_and_says_so(lab):
+    store, mgr = lab
+    at = app(mgr)
+    at.selectbox(key="f.model_choice").set_value("bundled:minilm-l6").run()
+    assert not at.exception, at.exception
+    assert at.session_state["cfg.lr"] == 1e-4 and at.session_state["cfg.max_length"] == 64
+    notes = [m.value for m in at.markdown if "as recommended" in m.value]
+    assert notes and "Set for MiniLM-L6, as recommended: lr 1e-4 (was 1e-3), max length 64 (was 128)." in notes[0]
+    assert any("lr: 0.0001" in c for c in texts(at, "code"))
+    assert not any("recommended for MiniLM-L6" in w for w in texts(at, "warning"))
+    at.button(key="f.card_undo").click().run()  # undo: the quick demo's lr is back, and now it is warned about
+    assert at.session_state["cfg.lr"] == 1e-3 and at.session_state["cfg.max_length"] == 128
+    assert any("lr 1e-3 is 10x the 1e-4 recommended for MiniLM-L6" in w for w in texts(at, "warning"))
+
+
+def test_a_hand_edited_lr_is_kept_when_the_model_changes(lab):
+    store, mgr = lab
+    at = app(mgr)
+    at.number_input(key="cfg.lr").set_value(3e-4).run()
+    at.selectbox(key="f.model_choice").set_value("bundled:minilm-l6").run()
+    assert at.session_state["cfg.lr"] == 3e-4 and at.session_state["cfg.max_length"] == 64
+    note = next(m.value for m in at.markdown if "as recommended" in m.value)
+    assert "Kept your own lr 3e-4 (recommended: 1e-4)." in note and "max length 64" in note
+    at.button(key="f.card_use.lr").click().run()
+    assert at.session_state["cfg.lr"] == 1e-4
+
+
+def test_the_time_estimate_shows_before_start(lab, monkeypatch):
+    monkeypatch.setenv("HFT_ESTIMATE_PROBES", "1")
+    store, mgr = lab
+    at = app(mgr)
+    deadline = time.time() + 300  # a real 4-step probe of tiny:bert in the background; slow on a busy CPU
+    while not any("s/step here" in c for c in texts(at, "caption")) and time.time() < deadline:
+        assert any("Time estimate" in c for c in texts(at, "caption")), texts(at, "caption")  # measuring...
+        time.sleep(0.2)
+        at.run()
+    line = next(c for c in texts(at, "caption") if "s/step here" in c)
+    assert "→ 40 steps ≈" in line and "probe" in line
+    assert store.list_runs() == []  # a probe is not a run
+
+
+def test_the_estimate_comes_from_earlier_runs_of_the_same_shape_without_measuring(lab):
+    from hft_core import estimate
+
+    store, mgr = lab
+    estimate.forget()  # no probe figure in memory from an earlier test
+    seed_runs(store, 2, steps=12)  # tiny:bert, batch 16 x 128 tokens: the quick demo's shape
+    at = app(mgr)
+    line = next(c for c in texts(at, "caption") if "s/step here" in c)
+    assert "from 2 earlier runs of this shape" in line
+
+
+def test_the_form_lives_in_the_url_and_a_link_reopens_it(lab):
+    store, mgr = lab
+    at = app(mgr)
+    at.number_input(key="cfg.lr").set_value(3e-4)
+    at.slider(key="mix.blend.alpha").set_value(0.5)
+    at.toggle(key="mix.l2sp.on").set_value(True).run()
+    link = dict(at.query_params)
+    assert link["lr"] in ("0.0003", ["0.0003"]) and "mix.blend.alpha" in link and "mix.l2sp" in link
+    assert "max_steps" not in link  # only what differs from the quick demo
+    again = app(mgr, link={k: v[0] if isinstance(v, list) else v for k, v in link.items()})
+    for key in ("cfg.lr", "mix.blend.alpha", "mix.l2sp.on", "f.model_choice", "cfg.max_steps"):
+        assert again.session_state[key] == at.session_state[key], key
+    assert not any("From the link" in w for w in texts(again, "warning"))
+
+
+def test_a_bad_link_gives_a_note_and_the_default_form(lab):
+    store, mgr = lab
+    at = app(mgr, link={"lr": "abc", "colour": "red"})
+    note = next(w for w in texts(at, "warning") if w.startswith("From the link"))
+    assert "lr='abc' ignored" in note and "colour='red' ignored" in note
+    assert at.session_state["cfg.lr"] == 1e-3 and at.session_state["f.preset"] == fs.QUICK_DEMO
+    gone = app(mgr, link={"preset": "no_such_preset", "lr": "0.1"})
+    assert any("preset='no_such_preset' from the link does not exist" in w for w in texts(gone, "warning"))
+    assert gone.session_state["cfg.lr"] == 1e-3  # a stale preset voids the link's other settings too
+
+
+def test_a_preset_link_opens_its_variant(lab):
+    store, mgr = lab
+    at = app(mgr, link={"preset": "finetune_vs_scratch", "variant": "alpha-0-5-half-and-half", "max_steps": "20"})
+    assert "scratch" in at.session_state["f.preset"].lower()
+    assert at.session_state["f.variant"] == "alpha 0.5 (half and half)"
+    assert at.session_state["mix.blend.alpha"] == 0.5 and at.session_state["cfg.max_steps"] == 20
+    assert dict(at.query_params).get("variant") in ("alpha-0-5-half-and-half", ["alpha-0-5-half-and-half"])
 
 
 # ---- Live -------------------------------------------------------------------------------------------

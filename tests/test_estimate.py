@@ -129,11 +129,30 @@ def test_prober_measures_in_the_background_and_reports_failures(home):
         prober.close()
 
 
-def test_a_probe_is_cancelled_when_the_prober_closes(home):
-    cancel = threading.Event()
-    cancel.set()
-    with pytest.raises(est.EstimateError, match="cancelled"):
-        est.run_probe(TINY, cancel)
+def test_a_busy_device_is_not_probed_until_it_is_free(home):
+    prober = est.Prober(idle_poll_s=0.05)
+    busy = threading.Event()
+    busy.set()
+    try:
+        cfg = dataclasses.replace(TINY, max_length=16)
+        prober.request(cfg, busy=busy.is_set)
+        deadline = time.time() + 2
+        while time.time() < deadline:   # a real run trains on the device: the probe waits its turn
+            assert prober.state(cfg)[0] == "queued"
+            time.sleep(0.05)
+        busy.clear()
+        deadline = time.time() + 300
+        while prober.state(cfg)[0] != "ready" and time.time() < deadline:
+            time.sleep(0.1)
+        assert prober.state(cfg)[0] == "ready"
+    finally:
+        prober.close()
+
+
+def test_a_probe_stops_when_asked_and_leaves_no_figure(home):
+    with pytest.raises(est.ProbeCancelled, match="cancelled"):
+        est.run_probe(TINY, lambda: True)
+    assert est.cached_probe(TINY) is None
 
 
 def test_shape_key_follows_speed_not_learning_settings():

@@ -13,6 +13,7 @@ own figure would be wrong.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import streamlit as st
@@ -21,6 +22,11 @@ from hft_core import estimate
 from hft_core.config import RunConfig
 
 MEASURING = ("measuring", "queued")
+
+
+def probes_enabled() -> bool:
+    """HFT_ESTIMATE_PROBES=0 turns background probes off (tests that are not about them; slow machines)."""
+    return os.environ.get("HFT_ESTIMATE_PROBES", "1").strip().lower() not in ("0", "off", "false", "no")
 
 
 @st.cache_resource(show_spinner=False)
@@ -47,7 +53,9 @@ def estimate_message(cfg: RunConfig, store: Any, probes: estimate.Prober, busy: 
     if busy:
         return "waiting", ("Time estimate: measured once the device is free (a run is training now; measuring "
                            "beside it would slow it and give a wrong figure).")
-    probes.request(cfg)
+    if not probes_enabled():
+        return "off", "Time estimate: no figure for this shape yet (probes are off: HFT_ESTIMATE_PROBES=0)."
+    probes.request(cfg, busy=lambda: device_busy(store, cfg.device))
     status, value = probes.state(cfg)
     if status == "ready":
         return status, f"{value.line()} — {value.detail}."
@@ -57,7 +65,7 @@ def estimate_message(cfg: RunConfig, store: Any, probes: estimate.Prober, busy: 
                          f"{cfg.max_length} tokens here…")
 
 
-def bf16_message(cfg: RunConfig, plan: Any, probes: estimate.Prober) -> str | None:
+def bf16_message(cfg: RunConfig, plan: Any, probes: estimate.Prober, store: Any = None) -> str | None:
     """For bf16 on a CPU: how much slower (or faster) than fp32 it measured here; None otherwise."""
     device = estimate.resolved_device(cfg.device)
     if plan is None or plan.name != "bf16" or not device.startswith("cpu"):
@@ -67,11 +75,12 @@ def bf16_message(cfg: RunConfig, plan: Any, probes: estimate.Prober) -> str | No
     if ratio is not None:
         what = f"for {cfg.model} at this batch and length"
     else:
-        probes.request(dataclasses.replace(cfg, precision="fp32"))  # then the ratio for this very model
+        if probes_enabled():  # then the ratio for this very model
+            probes.request(dataclasses.replace(cfg, precision="fp32"), busy=lambda: device_busy(store, device))
         ratio = estimate.cached_bf16_slowdown(device)
         what = "on a small transformer layer"
         if ratio is None:
-            probes.submit(estimate.bf16_key(device), lambda: estimate.bf16_slowdown(device))
+            probes.submit(estimate.bf16_key(device), lambda should_stop: estimate.bf16_slowdown(device))
             return f"bf16 on this CPU ({how}): measuring its speed against fp32…"
     speed = f"{ratio:.1f}× slower than fp32" if ratio >= 1.05 else (
         f"{1 / ratio:.1f}× faster than fp32" if ratio <= 0.95 else "as fast as fp32")

@@ -51,8 +51,8 @@ def config_params(cfg: RunConfig | Mapping[str, Any], base: RunConfig | Mapping[
     """The dotted keys whose value in ``cfg`` differs from ``base``, encoded for a URL.
 
     A strategy ``cfg`` enables gets its fields that differ from that strategy's defaults (a
-    field alone enables it, as with ``--set``), or ``mix.<name>=true`` when none differ; one
-    ``base`` has and ``cfg`` lacks gets ``mix.<name>=false``.
+    field alone enables it, as with ``--set``); when none differ, its headline field (blend's
+    alpha) or else ``mix.<name>=true``. One ``base`` has and ``cfg`` lacks: ``mix.<name>=false``.
     """
     from hft_core.strategies.base import get_spec
 
@@ -71,7 +71,12 @@ def config_params(cfg: RunConfig | Mapping[str, Any], base: RunConfig | Mapping[
             against = dataclasses.asdict(get_spec(name).config_cls())
         changed = {f: v for f, v in values.items() if v != against.get(f)}
         if name not in ref_mix and not changed:
-            out[f"mix.{name}"] = "true"
+            headline = next((f.name for f in dataclasses.fields(get_spec(name).config_cls)
+                             if f.metadata.get("headline") and f.name in values), None)
+            if headline:  # mix.blend.alpha=0.5 says more than mix.blend=true
+                changed = {headline: values[headline]}
+            else:
+                out[f"mix.{name}"] = "true"
         for f, v in changed.items():
             out[f"mix.{name}.{f}"] = encode_value(v)
     for name in ref_mix:
