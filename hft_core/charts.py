@@ -10,7 +10,8 @@ returns: one row per logged value, columns ``run_id, step, name, value, wall_tim
     seed_groups    runs whose configs differ only by seed (drawn as mean + band)
     group_band     mean and min-max / +-sd band of a seed group at each step
     paired_deltas  metric minus a baseline run's metric at the same step
-    run_colors     a stable colour per run id (hash -> palette)
+    run_colors     a stable colour per run id (hash -> Okabe-Ito palette, colour-blind safe)
+    themed         a figure's text in Streamlit's light or dark theme colour
     config_diff    only the config fields that differ between runs
     metric_spec, delta_spec   figures as plain dicts (fast; metric_figure/delta_figure: go.Figure)
     final_metrics_table, curves_csv, figure_html
@@ -27,12 +28,20 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-# 11 colours any two of which are told apart on a white background (D3's category10 + black).
-# More would bring near-duplicates (two blues, two purples); beyond 11 runs colours repeat.
-PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#222222",
-)
+# Okabe & Ito's colour-blind-safe palette (Okabe & Ito 2008, "Color Universal Design"; also
+# Wong 2011, Nature Methods 8:441): told apart with protanopia, deuteranopia and tritanopia.
+# Its black is swapped for a dark grey and its yellow left out: black vanishes on Streamlit's
+# dark theme and yellow (contrast 1.3:1) on the light one; every colour here keeps >= 2.2:1 on
+# both, and any two stay >= 12 CIELAB units apart under simulated protan/deutan/tritan vision
+# (tests/test_charts.py). Beyond 7 runs colours repeat (several metrics also differ by dash).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#666666")
+
+# Chart chrome that reads on Streamlit's light (#FFFFFF) and dark (#0E1117) backgrounds alike:
+# transparent backgrounds, a mid-grey for text, translucent grey lines; a dark tooltip reads
+# on both. ``theme="light" | "dark"`` swaps in that theme's own text colour (st.context.theme.type).
+NEUTRAL_TEXT = "#808495"
+THEME_TEXT = {"light": "#31333F", "dark": "#FAFAFA"}      # Streamlit's textColor of each base theme
+GRID, AXIS_LINE = "rgba(128,128,128,0.22)", "rgba(128,128,128,0.5)"
 
 X_AXES = {"step": "step", "time": "wall time (s)", "tokens": "tokens seen"}
 
@@ -97,7 +106,7 @@ def run_colors(run_ids: Sequence[str]) -> dict[str, str]:
 
     Each run gets its own hash colour unless a run earlier in ``run_ids`` (pass them
     oldest first) already took it; then it takes the next free palette slot. So adding
-    a newer run to a chart never recolours the older ones. Beyond 11 runs colours repeat.
+    a newer run to a chart never recolours the older ones. Beyond 7 runs colours repeat.
     """
     out: dict[str, str] = {}
     taken: set[int] = set()
@@ -375,12 +384,32 @@ DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 @functools.lru_cache(maxsize=1)
 def _base_layout() -> dict[str, Any]:
-    """plotly_white's layout defaults, inlined (a template *name* means nothing to plotly.js)."""
-    import plotly.io as pio
+    """Layout defaults for both Streamlit themes, as plain values (a template *name* means nothing to
+    plotly.js in the chart iframe): see NEUTRAL_TEXT above."""
+    axis = {"gridcolor": GRID, "linecolor": AXIS_LINE, "zerolinecolor": AXIS_LINE, "zerolinewidth": 1, "ticks": "",
+            "automargin": True, "title": {"standoff": 15}}
+    return {"colorway": list(PALETTE), "font": {"color": NEUTRAL_TEXT},
+            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+            "hoverlabel": {"align": "left", "bgcolor": "rgba(38,39,48,0.94)", "bordercolor": AXIS_LINE,
+                           "font": {"color": "#FAFAFA"}},
+            "xaxis": dict(axis), "yaxis": dict(axis), "title": {"x": 0.05}}
 
-    base = pio.templates["plotly_white"].layout.to_plotly_json()
-    return {k: base[k] for k in ("colorway", "font", "hoverlabel", "paper_bgcolor", "plot_bgcolor", "xaxis",
-                                 "yaxis", "title") if k in base}
+
+def themed(spec: Mapping[str, Any], theme: str | None) -> dict[str, Any]:
+    """``spec`` with the text colour of Streamlit's ``theme`` ("light" | "dark"); None or unknown: as is.
+
+    The neutral grey reads on both themes; a page that knows its theme (``st.context.theme.type``)
+    can give text full contrast.
+    """
+    color = THEME_TEXT.get(theme or "")
+    if color is None:
+        return dict(spec)
+    layout = copy.deepcopy(dict(spec.get("layout", {})))
+    layout["font"] = {**layout.get("font", {}), "color": color}
+    legend = layout.get("legend")
+    if isinstance(legend, dict) and isinstance(legend.get("font"), dict):
+        legend["font"] = {**legend["font"], "color": color}
+    return {**spec, "layout": layout}
 
 
 def _mode(n: int) -> str:
@@ -425,7 +454,7 @@ def _layout(data: list[dict], *, x: str, y: str, title: str | None, log_y: bool,
         layout["yaxis"]["range"] = [ys[0] - pad, ys[0] + pad]
     if not data:
         layout["annotations"] = [{"text": empty_text, "showarrow": False, "xref": "paper", "yref": "paper",
-                                  "x": 0.5, "y": 0.5, "font": {"size": 14, "color": "#888"}}]
+                                  "x": 0.5, "y": 0.5, "font": {"size": 14, "color": NEUTRAL_TEXT}}]
         for axis in ("xaxis", "yaxis"):
             layout[axis].update(showticklabels=False, showgrid=False, zeroline=False)
     return layout
@@ -504,7 +533,7 @@ def delta_spec(deltas: pd.DataFrame, metric: str, baseline_label: str, *, x: str
     layout = _layout(data, x=x, y=y, title=title, log_y=False, uirevision=uirevision, height=height,
                      empty_text="no steps in common with the baseline yet")
     layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": 0, "y1": 0,
-                         "line": {"color": "#444", "width": 1, "dash": "dot"}}]
+                         "line": {"color": AXIS_LINE, "width": 1, "dash": "dot"}}]
     return {"data": data, "layout": layout}
 
 

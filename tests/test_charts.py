@@ -113,6 +113,63 @@ def test_colors_stable_across_calls_and_distinct():
     assert {k: v for k, v in charts.run_colors(ids[:5] + ["r-new"]).items() if k != "r-new"} == older
 
 
+# Machado, Oliveira & Fernandes 2009 (severity 1.0), on linear RGB: how each colour looks with
+# protanopia, deuteranopia and tritanopia.
+CVD = {"protan": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+       "deutan": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+       "tritan": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]]}
+D3_CATEGORY10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")
+
+
+def _linear(hex_color):
+    c = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def _lab(rgb):
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ np.clip(rgb, 0, 1)
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def _closest_pair(palette, matrix):
+    lab = [_lab(np.array(matrix) @ _linear(c)) for c in palette]
+    return min(np.linalg.norm(a - b) for i, a in enumerate(lab) for b in lab[i + 1:])
+
+
+def _contrast(a, b):
+    la, lb = (float(np.array([0.2126, 0.7152, 0.0722]) @ _linear(c)) for c in (a, b))
+    return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+
+
+@pytest.mark.parametrize("vision", sorted(CVD))
+def test_run_colours_stay_apart_for_colour_blind_eyes(vision):
+    assert _closest_pair(charts.PALETTE, CVD[vision]) >= 12  # CIELAB units: clearly different lines
+    if vision == "protan":  # the old palette (D3 category10) had red/green pairs 5 units apart
+        assert _closest_pair(D3_CATEGORY10, CVD[vision]) < 12
+
+
+@pytest.mark.parametrize("background", ["#FFFFFF", "#0E1117"])  # Streamlit's light and dark backgrounds
+def test_run_colours_and_chart_text_read_on_both_themes(background):
+    assert min(_contrast(c, background) for c in charts.PALETTE) >= 2.2
+    assert _contrast(charts.NEUTRAL_TEXT, background) >= 3.0
+
+
+def test_charts_have_transparent_backgrounds_and_follow_a_known_theme():
+    df = _frame({"a": {"loss": [2.0, 1.0]}})
+    spec = charts.metric_spec(df, "loss")
+    layout = spec["layout"]
+    assert layout["paper_bgcolor"] == layout["plot_bgcolor"] == "rgba(0,0,0,0)"
+    assert layout["font"]["color"] == charts.NEUTRAL_TEXT and spec["data"][0]["line"]["color"] in charts.PALETTE
+    dark = charts.themed(spec, "dark")
+    assert dark["layout"]["font"]["color"] == "#FAFAFA" and dark["data"] == spec["data"]
+    assert spec["layout"]["font"]["color"] == charts.NEUTRAL_TEXT  # the original is not changed
+    assert charts.themed(spec, None) == spec and charts.themed(spec, "sepia") == spec
+    charts.metric_figure(df, "loss")  # plotly accepts the layout (it validates every property)
+
+
 def test_config_diff_shows_only_differing_fields():
     c1 = {"model": "tiny:bert", "lr": 1e-3, "seed": 0, "mix": {"blend": {"alpha": 1.0, "mode": "lerp"}}}
     c2 = {"model": "tiny:bert", "lr": 3e-3, "seed": 0,
