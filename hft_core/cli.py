@@ -1,16 +1,21 @@
-"""python -m hft_core train|list|export|show|delete|merge
+"""hft (= python -m hft_core) train|stop|queue|worker|preset|list|export|delete|merge
 
-    python -m hft_core train --config presets/finetune.yaml --set lr=3e-4 --set mix.blend.alpha=0.5
-    python -m hft_core train --set model=tiny:bert --set max_steps=20          # defaults + overrides
-    python -m hft_core train --resume r-3f9a2c                                 # continue a stopped run
+    hft train --config presets/finetune.yaml --set lr=3e-4 --set mix.blend.alpha=0.5
+    hft train --set model=tiny:bert --set max_steps=20       # queue it, wait its turn, train it here
+    hft train --set model=tiny:bert --detach                 # only queue it; a worker trains it
+    hft train --resume r-3f9a2c                              # continue a stopped run
+    hft stop r-3f9a2c                                        # any run, whichever process trains it
+    hft queue                                                # what trains and waits, per device
+    hft worker --device cuda:1                               # serve a device's queue from this terminal
     accelerate launch --num_processes 2 -m hft_core train --config cfg.yaml    # DDP; rank 0 writes
-    python -m hft_core preset finetune_vs_scratch --seeds 3        # a teaching preset, all variants
-    python -m hft_core list
-    python -m hft_core export r-3f9a2c --format csv --out ./export
-    python -m hft_core merge wise-ft --a bundled:minilm-l6 --b run:r-3f9a2c
+    hft preset finetune_vs_scratch --seeds 3                 # a teaching preset, all variants
+    hft list
+    hft export r-3f9a2c --format csv --out ./export
+    hft merge wise-ft --a bundled:minilm-l6 --b run:r-3f9a2c
 
-Every run lands in the same store as the dashboard's ($HFT_HOME), visible while it
-trains. Bad input exits with status 2 and one line saying what to fix.
+Every run lands in the same store as the app's ($HFT_HOME) and goes through its queue:
+one run at a time per device across the app, terminals and notebooks. Bad input exits
+with status 2 and one line saying what to fix.
 """
 from __future__ import annotations
 
@@ -57,43 +62,37 @@ class ProgressSink:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hft_core.sinks import MultiSink
-    from hft_core.trainer import train
+    from hft_core.placement import distributed
+    from hft_core.runs import run_here
+    from hft_core.store import RunStore
 
     if _rank() != 0:
         return _train_other_rank(args)
-    from hft_core.runs import execute_run, prepare_resume
-    from hft_core.store import RunStore
-
     store = RunStore()
     if args.resume:
-        run_id = args.resume
-        cfg = store.get_run(run_id).cfg
-        resume = prepare_resume(store, run_id)
+        cfg = store.get_run(args.resume).cfg
     else:
         cfg = _load_config(args)
         if args.print_config:
             print(cfg.to_yaml())
             return 0
-        run_id = store.create_run(cfg, status="queued", device=cfg.device, group=cfg.group, name=cfg.name)
-        resume = False
-    print(f"run {run_id}: {cfg.model} on {cfg.data}, {cfg.max_steps} steps; store {store.path}", file=sys.stderr)
+    if args.detach:
+        return _detach(store, cfg, args.resume)
     progress = None if args.quiet else ProgressSink(cfg.max_steps)
+    device = f"ddp:{os.environ.get('WORLD_SIZE')}" if distributed() else None  # all ranks start together
 
-    def train_with_progress(cfg, sink, **kw):
-        return train(cfg, MultiSink(sink, progress), **kw)
+    def started(run_id: str) -> None:
+        print(f"run {run_id}: {cfg.model} on {cfg.data}, {cfg.max_steps} steps; store {store.path}; "
+              f"stop it with Ctrl-C, `hft stop {run_id}` or Stop in the app", file=sys.stderr)
 
-    stop = threading.Event()
     try:
-        status = execute_run(store, run_id, train_with_progress, stop, resume=resume)
-    except KeyboardInterrupt:  # Ctrl-C between steps: keep what was logged, say how to go on
-        store.flush()
-        store.set_status(run_id, "stopped", error="interrupted from the keyboard")
-        print(f"\nstopped; resume with: python -m hft_core train --resume {run_id}", file=sys.stderr)
-        return 130
+        outcome = run_here(cfg if not args.resume else None, resume_id=args.resume or None, store=store,
+                           sink=progress, device=device, on_start=started,
+                           on_wait=lambda message: _say(progress, f"waiting: {message}"))
     finally:
         if progress is not None:
             progress.close()
+    run_id, status = outcome.run_id, outcome.status
     rec = store.get_run(run_id)
     last = store.last_metrics(run_id)
     store.close()
@@ -104,6 +103,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     for k in sorted(k for k in last if k.startswith("eval/")):
         print(f"  {k} = {last[k]:.4f}")
     print(f"checkpoint: {rec.checkpoint_dir}")
+    if status in ("stopped", "interrupted"):
+        print(f"resume with: hft train --resume {run_id}", file=sys.stderr)
+        return 130 if rec.stop_reason and "Ctrl-C" in rec.stop_reason else 0
+    return 0
+
+
+def _say(progress: "ProgressSink | None", message: str) -> None:
+    if progress is not None:
+        progress.bar.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr)
+
+
+def _detach(store, cfg: RunConfig, resume_id: str | None) -> int:
+    """Queue the run (or the resumed run) for a general worker and print its id."""
+    from hft_core.placement import check_device, resolve_device
+    from hft_core.runs import RunStateError, prepare_resume
+
+    if resume_id:
+        rec = store.get_run(resume_id)
+        if rec.status in ("queued", "running"):
+            raise RunStateError(f"run {resume_id} is {rec.status} already; nothing to resume")
+        store.requeue(resume_id, resume=prepare_resume(store, resume_id))
+        run_id, device = resume_id, rec.device
+    else:
+        check_device(cfg.device)
+        device = resolve_device(cfg.device)
+        run_id = store.create_run(cfg, status="queued", device=device, group=cfg.group, name=cfg.name)
+    print(run_id)
+    served = [w for w in store.workers(device) if w["role"] == "general"]
+    if served:
+        print(f"queued on {device}; a worker (pid {served[0]['pid']}) trains it in its turn. "
+              f"`hft queue` shows the queue, `hft stop {run_id}` cancels it", file=sys.stderr)
+    else:
+        print(f"queued on {device}, but no worker serves {device} right now: start one with "
+              f"`hft worker --device {device}`, or open the app", file=sys.stderr)
     return 0
 
 
@@ -137,8 +172,8 @@ def cmd_preset(args: argparse.Namespace) -> int:
             print(f"{p.name:24} {p.title}\n{'':24} {p.question}")
         return 0
     preset = load_preset(args.name)
-    seeds = list(range(args.seeds)) if args.seeds else None
-    outcome = run_preset_here(preset, seeds, quick=args.quick, log=print)
+    seeds = _seed_list(args.seeds) if args.seeds else None
+    outcome = run_preset_here(preset, seeds, quick=args.quick, log=lambda m: print(m, file=sys.stderr))
     print(f"\n{preset.title} ({preset.metric}, mean ± sd over {len(seeds or [0])} seed(s))")
     for label in outcome.values:
         mean, sd = outcome.mean_sd(label)
@@ -146,6 +181,121 @@ def cmd_preset(args: argparse.Namespace) -> int:
     for check, held in outcome.check_results:
         print(f"  expected: {check.describe()}: {'held' if held else 'did NOT hold' if held is False else 'not measurable'}")
     print(f"open the group {outcome.extra.get('group')!r} on the Compare page to see the curves")
+    failed = outcome.extra.get("failed") or {}
+    for run_id, what in failed.items():
+        print(f"error: run {run_id} did not finish: {what}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _seed_list(text: str) -> list[int]:
+    """'3' -> [0, 1, 2] (that many seeds); '3,4,5' -> [3, 4, 5]."""
+    try:
+        if "," in text:
+            return [int(x) for x in text.split(",") if x.strip()]
+        return list(range(int(text)))
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: give a count (3 = seeds 0,1,2) or a list such as 3,4,5") from None
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    import time
+
+    from hft_core.store import RunStore
+
+    store = RunStore()
+    what = store.request_stop(args.run_id, f"`hft stop` from pid {os.getpid()}")
+    if what == "cancelled":
+        print(f"cancelled {args.run_id}: it was queued and will not train (resume it to queue it again)")
+        return 0
+    rec = store.get_run(args.run_id)
+    print(f"stop requested for {args.run_id} (running in pid {rec.pid} on {rec.host}); it saves a checkpoint and "
+          f"ends within a step", file=sys.stderr)
+    if args.no_wait:
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        store.mark_interrupted()
+        rec = store.get_run(args.run_id)
+        if rec.status not in ("running", "queued"):
+            step = int(store.last_metrics(args.run_id).get("step", 0))
+            print(f"run {args.run_id} {rec.status} at step {step}; checkpoint: {rec.checkpoint_dir}; "
+                  f"resume with: hft train --resume {args.run_id}")
+            return 0
+        time.sleep(0.1)
+    print(f"error: run {args.run_id} is still running {args.timeout:g} s after the request (a long step or eval?); "
+          f"it stops at the end of its current step; `hft queue` shows it", file=sys.stderr)
+    return 1
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    import time
+
+    from hft_core.store import RunStore
+
+    store = RunStore()
+    store.mark_interrupted()
+    running = store.list_runs(status="running")
+    queued = {rid: store.get_run(rid) for rid in store.queued()}
+    workers = store.workers()
+    devices = sorted({r.device for r in running} | {r.device for r in queued.values()} | {w["device"] for w in workers})
+    if not devices:
+        print(f"nothing is running or queued in {store.path}, and no worker is running")
+        return 0
+    for dev in devices:
+        ws = [w for w in workers if w["device"] == dev]
+        served = [w for w in ws if w["role"] == "general"]
+        print(f"{dev}: {len(served)} worker(s)" + (f" (pid {', '.join(str(w['pid']) for w in served)})" if served
+                                                     else " (none: queued runs wait for the app or `hft worker`)"))
+        for r in (r for r in running if r.device == dev):
+            last = store.last_metrics(r.id)
+            step = int(last.get("step", 0))
+            stopping = " (stop requested)" if r.stop_requested else ""
+            print(f"  running  {r.id}  {r.name[:30]:30}  step {step}/{r.config.get('max_steps', '?')}  "
+                  f"pid {r.pid}  for {time.time() - (r.started or time.time()):.0f} s{stopping}")
+        for k, r in enumerate((r for r in queued.values() if r.device == dev), start=1):
+            notes = []
+            if r.after:
+                notes.append(f"after {', '.join(r.after)}")
+            if r.reserved_for:
+                notes.append(f"trained by pid {r.pid}")
+            print(f"  queued {k:>2} {r.id}  {r.name[:30]:30}" + (f"  ({'; '.join(notes)})" if notes else ""))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import time
+
+    from hft_core.placement import resolve_device
+    from hft_core.runs import Worker, load_trainer
+    from hft_core.store import RunStore
+
+    store = RunStore()
+    device = resolve_device(args.device)
+    worker = Worker(store, device, train_fn=load_trainer(), max_per_device=args.per_device or None,
+                    slots=args.per_device or 1)
+    print(f"worker {worker.id} (pid {os.getpid()}) serves {device} from {store.path}; Ctrl-C stops it "
+          f"(a running run stops after its step, with a checkpoint)", file=sys.stderr, flush=True)
+    worker.start()
+    seen: set[str] = set()
+    try:
+        idle_since = time.monotonic()
+        while True:
+            now_running = set(worker.running())
+            for rid in now_running - seen:
+                print(f"training {rid} ({store.get_run(rid).name})", flush=True)
+            for rid in seen - now_running:
+                rec = store.get_run(rid)
+                print(f"{rid} {rec.status}" + (f": {rec.error}" if rec.error else ""), flush=True)
+            seen = now_running
+            if now_running or store.queued(device):
+                idle_since = time.monotonic()
+            elif args.exit_when_idle and time.monotonic() - idle_since >= args.exit_when_idle:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("stopping: the running run ends after its current step", file=sys.stderr, flush=True)
+    worker.close(stop_running=True, wait=True)
+    store.close()
     return 0
 
 
@@ -153,7 +303,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from hft_core.store import RunStore
 
     store = RunStore()
-    store.mark_interrupted()  # runs whose owner process died show as interrupted, not running
+    store.mark_interrupted()  # runs whose worker or process died show as interrupted, not running
     runs = store.list_runs(status=args.status or None, group=args.group or None)
     if not runs:
         print(f"no runs in {store.path}")
@@ -190,20 +340,40 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hft_core", description="HFT Lab: hybrid fine-tuning from the command line")
+    from hft_core import __version__
+
+    p = argparse.ArgumentParser(prog="hft", description="HFT Lab: hybrid fine-tuning from the command line "
+                                "(also `python -m hft_core`)")
+    p.add_argument("--version", action="version", version=f"hft {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train one run (defaults: MiniLM-L6 on BBC News)")
+    t = sub.add_parser("train", help="queue one run and train it here in its turn (defaults: MiniLM-L6 on BBC News)")
     t.add_argument("--config", help="YAML or JSON config file (e.g. presets/*.yaml)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a field, e.g. --set lr=3e-4 --set mix.blend.alpha=0.5 (repeatable)")
     t.add_argument("--variant", default="", help="with a preset file as --config: which variant to train")
     t.add_argument("--resume", metavar="RUN_ID", help="continue a stopped/interrupted run from its checkpoint")
+    t.add_argument("--detach", action="store_true",
+                   help="only queue it and print its id; a worker (the app, or `hft worker`) trains it")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_train)
+    st = sub.add_parser("stop", help="stop a run, whichever process trains it (queued: cancel it)")
+    st.add_argument("run_id")
+    st.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for it to stop")
+    st.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to stop (default 60)")
+    st.set_defaults(fn=cmd_stop)
+    q = sub.add_parser("queue", help="what trains and what waits, per device, with the workers serving each")
+    q.set_defaults(fn=cmd_queue)
+    w = sub.add_parser("worker", help="serve a device's queue from this terminal")
+    w.add_argument("--device", default="auto", help="cpu, cuda:0, cuda:1 ... (default: auto)")
+    w.add_argument("--per-device", type=int, default=0,
+                   help="runs at a time on this device, across processes (default: $HFT_RUNS_PER_DEVICE or 1)")
+    w.add_argument("--exit-when-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="exit once the device's queue has been empty this long (default: serve forever)")
+    w.set_defaults(fn=cmd_worker)
     pr = sub.add_parser("preset", help="list the teaching presets, or run one (all its variants) here")
     pr.add_argument("name", nargs="?", default="", help="preset name or YAML path; empty = list them")
-    pr.add_argument("--seeds", type=int, default=0, help="run seeds 0..N-1 (default: the preset's first seed)")
+    pr.add_argument("--seeds", default="", help="3 = seeds 0,1,2; or a list, e.g. 3,4,5 (default: the preset's first)")
     pr.add_argument("--quick", action="store_true", help="tiny models, a few steps: seconds, for checking")
     pr.set_defaults(fn=cmd_preset)
     ls = sub.add_parser("list", help="runs in the store with status and last metrics")
@@ -218,11 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("delete", help="delete a run: rows and checkpoint folder")
     d.add_argument("run_id")
     d.set_defaults(fn=cmd_delete)
-    try:
-        from hft_core import merge
-        merge.add_parser(sub)
-    except (ImportError, AttributeError):
-        pass
+    from hft_core import merge
+
+    merge.add_parser(sub)
     return p
 
 
@@ -234,23 +402,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except user_errors as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:
-        from hft_core.trainer import TrainingDiverged
-
-        if isinstance(e, TrainingDiverged):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        raise
+    except BrokenPipeError:  # `hft list | head`: the reader left; end quietly, like other shell tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Errors caused by input: printed as one line, exit 2 (no traceback)."""
+    from hft_core.data import DataError
+    from hft_core.models import ModelError
+    from hft_core.placement import DeviceError
     from hft_core.precision import PrecisionError
+    from hft_core.runs import RunStateError
+    from hft_core.store import StoreError
 
-    types: list[type[BaseException]] = [ConfigError, PrecisionError, FileNotFoundError]
-    for mod, name in (("hft_core.models", "ModelError"), ("hft_core.data", "DataError"), ("hft_core.store", "StoreError")):
-        try:
-            types.append(getattr(__import__(mod, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(types)
+    return (ConfigError, PrecisionError, FileNotFoundError, ModelError, DataError, StoreError, DeviceError,
+            RunStateError)

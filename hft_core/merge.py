@@ -235,9 +235,13 @@ def _evaluator(sources: Sequence[str], task: str, examples: Sequence[dict], num_
     return Evaluator(model, tokenizer, task, examples, **kw)
 
 
+Row = dict[str, float]
+OnRow = Callable[[Row], bool | None]   # called with each row as it is measured; False stops the sweep
+
+
 def wise_ft_sweep(model_a_source: str, model_b_source: str, task: str, examples: Sequence[dict], *,
                   alphas: Sequence[float] = ALPHAS, num_labels: int = 0, seed: int = 0, batch_size: int = 32,
-                  max_length: int = 128, device: str = "cpu") -> list[dict[str, float]]:
+                  max_length: int = 128, device: str = "cpu", on_row: OnRow | None = None) -> list[dict[str, float]]:
     """WiSE-FT: evaluate (1-a)*theta_a + a*theta_b at each a. Rows {"alpha": a, "eval/...": ...}.
 
     theta_a is usually the pretrained model (its new head drawn from ``seed``, as the run
@@ -252,6 +256,8 @@ def wise_ft_sweep(model_a_source: str, model_b_source: str, task: str, examples:
     rows = []
     for a in alphas:
         rows.append({"alpha": float(a), **evaluate(interpolate(state_a, state_b, float(a)))})
+        if on_row is not None and on_row(rows[-1]) is False:
+            break
     return rows
 
 
@@ -289,7 +295,7 @@ def soup_sweep(sources: Sequence[str], task: str, examples: Sequence[dict], *, m
 def prune_sweep(source: str, task: str, examples: Sequence[dict], *,
                 sparsities: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 0.9), scope: str = "global",
                 num_labels: int = 0, seed: int = 0, batch_size: int = 32, max_length: int = 128,
-                device: str = "cpu") -> list[dict[str, float]]:
+                device: str = "cpu", on_row: OnRow | None = None) -> list[dict[str, float]]:
     """Magnitude pruning at each sparsity, evaluated. Rows {"sparsity", "sparsity_achieved", "eval/...": ...}."""
     num_labels = num_labels or infer_num_labels([source], task, examples)
     state = load_state(source, task, num_labels, seed=seed)
@@ -299,11 +305,13 @@ def prune_sweep(source: str, task: str, examples: Sequence[dict], *,
     for s in sparsities:
         pruned, achieved = magnitude_prune(state, float(s), scope)
         rows.append({"sparsity": float(s), "sparsity_achieved": achieved, **evaluate(pruned)})
+        if on_row is not None and on_row(rows[-1]) is False:
+            break
     return rows
 
 
 def run_wise_ft(run_id: str, *, points: int = 11, examples: Sequence[dict] | None = None,
-                device: str = "cpu") -> list[dict[str, float]]:
+                device: str = "cpu", on_row: OnRow | None = None) -> list[dict[str, float]]:
     """WiSE-FT between a finished run's starting model and its checkpoint, on the run's own eval split.
 
     The start point is the run's ``model`` source with the head drawn from the run's seed,
@@ -325,7 +333,7 @@ def run_wise_ft(run_id: str, *, points: int = 11, examples: Sequence[dict] | Non
         raise MergeError(f"points={points} is not valid: use at least 2 (the two endpoints)")
     alphas = [i / (points - 1) for i in range(points)]
     return wise_ft_sweep(cfg.model, f"run:{run_id}", cfg.task, examples, alphas=alphas, seed=cfg.seed,
-                         max_length=cfg.max_length, device=device)
+                         max_length=cfg.max_length, device=device, on_row=on_row)
 
 
 # ---- command line: python -m hft_core merge wise-ft|soup|prune ------------------------------

@@ -305,17 +305,19 @@ def group_name(preset: Preset, when: float | None = None) -> str:
     return f"{preset.name}-{time.strftime('%m%d-%H%M%S', time.localtime(when or time.time()))}"
 
 
-def submit_preset(manager: Any, preset: Preset, seeds: Iterable[int] | None = None, *, quick: bool = False,
-                  group: str = "") -> tuple[str, list[str]]:
-    """Queue every run of ``preset`` on a RunManager as one group; returns (group, run ids in queue order).
+def submit_preset(target: Any, preset: Preset, seeds: Iterable[int] | None = None, *, quick: bool = False,
+                  group: str = "", reserve: Any = None) -> tuple[str, list[str]]:
+    """Queue every run of ``preset`` as one group; returns (group, run ids in queue order).
 
-    ``seeds`` None: the preset's first seed (one comparison). A variant that refers to
-    another (``run:{teacher}``) is queued right after it with its run id filled in. With
-    one run at a time per device (the manager's default) the queue's order makes it start
-    once the teacher has finished, so this returns at once; if the teacher fails, the
-    student fails too, saying it could not load ``run:<id>``. A manager that runs several
-    at a time on a device would start them together, so there this waits for the teacher.
+    ``target``: a RunManager (the app: its workers train them) or a foreground Worker
+    (``reserve``d runs only that worker trains: the CLI and the bench). ``seeds`` None: the
+    preset's first seed (one comparison). A variant that refers to another (``run:{teacher}``)
+    is queued with that run's id filled in and waits for it to finish (if the teacher fails,
+    the student fails too, saying so); the WiSE-FT step is a queued job that waits likewise.
+    Returns at once: the queue does the ordering, in any process.
     """
+    from hft_core import jobs
+
     group = group or group_name(preset)
     seeds = list(seeds) if seeds is not None else list(preset.seeds[:1])
     ids: list[str] = []
@@ -324,74 +326,92 @@ def submit_preset(manager: Any, preset: Preset, seeds: Iterable[int] | None = No
         for v in ordered(preset):
             cfg = variant_config(preset, v, seed, quick=quick, resolve=run_of, group=group)
             needs = [run_of[d] for d in sorted(v.needs)]
-            if needs and getattr(manager, "max_per_device", 1) != 1:
-                manager.wait(needs)
-            run_id = manager.submit(cfg, group=group, name=v.label)
+            if reserve is not None:
+                run_id = reserve.reserve(cfg, group=group, name=v.label, after=needs)
+            else:
+                run_id = target.submit(cfg, group=group, name=v.label, after=needs)
             ids.append(run_id)
             if v.id:
                 run_of[v.id] = run_id
         if "wise_ft" in preset.after:
-            ids.append(_wise_ft_in_background(manager, preset, run_of, group, seed))
+            spec = {"of": run_of[preset.after["wise_ft"]["of"]], "points": int(preset.after["wise_ft"].get("points", 11))}
+            if reserve is not None:
+                ids.append(jobs.submit_job(reserve.store, "wise_ft", spec, group=group, reserved_for=reserve.id))
+            else:
+                ids.append(target.submit_job("wise_ft", spec, group=group))
     return group, ids
 
 
 def run_preset_here(preset: Preset, seeds: Iterable[int] | None = None, *, quick: bool = False, store: Any = None,
                     group: str = "", log: Callable[[str], None] | None = None) -> "Outcome":
-    """Train every run of ``preset`` one after another in this process; returns the Outcome.
+    """Queue every run of ``preset`` and train them in this process, in their turn; returns the Outcome.
 
-    Each run is recorded in ``store`` (a RunStore; default the one in $HFT_HOME) under one
-    group, so the dashboard shows it and ``run:{teacher}`` references resolve. For the
-    bench, the CLI and notebooks; the app uses ``submit_preset`` instead.
+    The runs go through the store's queue like any other (one group; the app's Live page
+    shows them, Stop there stops them, a failure keeps its traceback); a foreground worker
+    of this process trains them one after another. For the bench, the CLI and notebooks.
     """
-    import threading
-
+    from hft_core.placement import resolve_device
+    from hft_core.runs import Worker
     from hft_core.store import RunStore
-    from hft_core.trainer import train
 
     store = store if store is not None else RunStore()
-    group = group or group_name(preset)
-    seeds = list(seeds) if seeds is not None else list(preset.seeds[:1])
     log = log or (lambda msg: None)
+    device = resolve_device(RunConfig.from_dict(preset.base).device)
+    worker = Worker(store, device, role="foreground")
+    try:
+        group, ids = submit_preset(None, preset, seeds, quick=quick, group=group, reserve=worker)
+        log(f"{preset.name}: {len(ids)} runs queued as group {group!r} on {device}")
+        t0 = {"t": time.perf_counter(), "c": time.process_time()}
+        seconds: dict[str, list[float]] = {}
+        cpu_seconds: dict[str, list[float]] = {}  # CPU time of this process: wall time on a busy machine misleads
+
+        def timed(rid: str) -> None:
+            rec = store.get_run(rid)
+            seconds.setdefault(rec.name, []).append(time.perf_counter() - t0["t"])
+            cpu_seconds.setdefault(rec.name, []).append(time.process_time() - t0["c"])
+            t0["t"], t0["c"] = time.perf_counter(), time.process_time()
+            log(f"{preset.name} {rec.name!r} (seed {rec.seed}): {rec.status}, {preset.metric}="
+                f"{store.last_metrics(rid).get(preset.metric, float('nan')):.4g} in {seconds[rec.name][-1]:.0f}s "
+                f"(run {rid})" + (f": {rec.error}" if rec.error else ""))
+
+        for rid in ids:  # one at a time, in queue order, so each gets its own timing line
+            worker.work_on([rid], on_wait=lambda m: log(f"waiting: {m}"))
+            timed(rid)
+    finally:
+        worker.close(wait=False)
+    return outcome_of(preset, store, ids, group, seconds=seconds, cpu_seconds=cpu_seconds)
+
+
+def outcome_of(preset: Preset, store: Any, run_ids: Iterable[str], group: str = "", *,
+               seconds: Mapping[str, list[float]] | None = None,
+               cpu_seconds: Mapping[str, list[float]] | None = None) -> "Outcome":
+    """The Outcome of a preset's runs as they are in the store (finished runs only are counted)."""
     per_label: dict[str, dict[str, list[float]]] = {}
-    seconds: dict[str, list[float]] = {}
-    run_ids: dict[str, list[str]] = {}
-    cpu_seconds: dict[str, list[float]] = {}  # CPU time of this process: wall time on a busy machine misleads
+    run_ids_by_label: dict[str, list[str]] = {}
     sample_lines: dict[str, list[str]] = {}   # causal-lm: the generations logged at the end (first seed)
-    for seed in seeds:
-        run_of: dict[str, str] = {}
-        for v in ordered(preset):
-            cfg = variant_config(preset, v, seed, quick=quick, resolve=run_of, group=group)
-            run_id = store.create_run(cfg, status="running", device=cfg.device, group=group, name=v.label)
-            t0, c0 = time.perf_counter(), time.process_time()
-            try:
-                result = train(cfg, store.sink(run_id), threading.Event(), out_dir=store.run_dir(run_id))
-            except BaseException as e:
-                store.set_status(run_id, "failed", error=f"{type(e).__name__}: {e}")
-                raise
-            store.set_status(run_id, result.status, checkpoint_dir=result.checkpoint)
-            store.flush()
-            took = time.perf_counter() - t0
-            seconds.setdefault(v.label, []).append(took)
-            cpu_seconds.setdefault(v.label, []).append(time.process_time() - c0)
-            run_ids.setdefault(v.label, []).append(run_id)
-            if v.id:
-                run_of[v.id] = run_id
-            samples = [m for _, _, m in store.events(run_id) if m.startswith("sample at step")]
-            if samples:
-                sample_lines.setdefault(v.label, samples)
-            summary = summarise_run(store, run_id)
-            for k, val in summary.items():
-                per_label.setdefault(v.label, {}).setdefault(k, []).append(val)
-            log(f"{preset.name} seed {seed} {v.label!r}: {preset.metric}={summary.get(preset.metric, float('nan')):.4g} "
-                f"in {took:.0f}s (run {run_id})")
-        if preset.after:
-            for label, values in run_after_steps(preset, run_of, store, group, seed, quick=quick, log=log).items():
-                for k, val in values.items():
-                    per_label.setdefault(label, {}).setdefault(k, []).append(val)
+    failed: dict[str, str] = {}
+    for rid in run_ids:
+        rec = store.get_run(rid)
+        if rec.status != "finished":
+            failed[rid] = f"{rec.name}: {rec.status}" + (f" ({rec.error})" if rec.error else "")
+            continue
+        if rec.kind == "wise_ft":  # one label per point: "a=0.3"
+            df = store.metrics(rid)
+            for step, g in df.groupby("step"):
+                label = f"a={step / 100:.1f}"
+                for name, value in zip(g["name"], g["value"]):
+                    per_label.setdefault(label, {}).setdefault(name, []).append(float(value))
+            continue
+        run_ids_by_label.setdefault(rec.name, []).append(rid)
+        samples = [m for _, _, m in store.events(rid) if m.startswith("sample at step")]
+        if samples:
+            sample_lines.setdefault(rec.name, samples)
+        for k, val in summarise_run(store, rid).items():
+            per_label.setdefault(rec.name, {}).setdefault(k, []).append(val)
     values = {label: d.get(preset.metric, []) for label, d in per_label.items()}
-    return Outcome(preset, values, judge(preset, per_label), seconds, {"per_label": per_label, "group": group,
-                                                                       "run_ids": run_ids, "samples": sample_lines,
-                                                                       "cpu_seconds": cpu_seconds})
+    return Outcome(preset, values, judge(preset, per_label), dict(seconds or {}),
+                   {"per_label": per_label, "group": group, "run_ids": run_ids_by_label, "samples": sample_lines,
+                    "cpu_seconds": dict(cpu_seconds or {}), "failed": failed})
 
 
 THROUGHPUT = ("samples_per_s", "tokens_per_s")
@@ -412,87 +432,8 @@ def summarise_run(store: Any, run_id: str) -> dict[str, float]:
     return out
 
 
-def run_after_steps(preset: Preset, run_of: Mapping[str, str], store: Any, group: str, seed: int, *,
-                    quick: bool = False, log: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
-    """Post-training steps named in ``after`` (a WiSE-FT sweep), here and now; returns label -> metric values."""
-    out: dict[str, dict[str, float]] = {}
-    if "wise_ft" in preset.after:
-        spec = preset.after["wise_ft"]
-        sweep_id = store.create_run(_sweep_config(store, run_of[spec["of"]]), status="running", group=group,
-                                    name=WISE_FT_NAME)
-        t0 = time.perf_counter()
-        rows = record_wise_ft(store, sweep_id, run_of[spec["of"]], int(spec.get("points", 11)))
-        if log:
-            log(f"{preset.name} seed {seed} WiSE-FT sweep: "
-                + ", ".join(f"a={r['alpha']:.1f}: {r.get(preset.metric, float('nan')):.3f}" for r in rows)
-                + f" in {time.perf_counter() - t0:.0f}s (run {sweep_id})")
-        for r in rows:
-            out[f"a={r['alpha']:.1f}"] = {k: v for k, v in r.items() if k != "alpha"}
-    return out
-
-
-WISE_FT_NAME = "WiSE-FT sweep (step = 100 a)"
-
-
 def wise_ft_labels(points: int) -> list[str]:
     return [f"a={i / (points - 1):.1f}" for i in range(points)]
-
-
-def record_wise_ft(store: Any, sweep_id: str, finetuned_run: str, points: int = 11) -> list[dict[str, float]]:
-    """Run WiSE-FT between ``finetuned_run``'s start and end and record it as run ``sweep_id``.
-
-    Each point a is logged at step round(100 a) with its eval metrics and ``wise_ft/a``, so
-    the Compare page draws the curve with the step axis reading as 100 a.
-    """
-    from hft_core import merge
-
-    try:
-        rows = merge.run_wise_ft(finetuned_run, points=points)
-    except BaseException as e:
-        store.log_event(sweep_id, f"{type(e).__name__}: {e}", "error")
-        store.set_status(sweep_id, "failed", error=f"{type(e).__name__}: {e}")
-        raise
-    for r in rows:
-        store.log_metrics(sweep_id, int(round(100 * r["alpha"])), {"wise_ft/a": r["alpha"],
-                                                                   **{k: v for k, v in r.items() if k != "alpha"}})
-    store.log_event(sweep_id, f"WiSE-FT between the start and the end of run {finetuned_run}: "
-                    + ", ".join(f"a={r['alpha']:.1f} -> " + ", ".join(f"{k}={v:.4g}" for k, v in r.items()
-                                                                         if k != "alpha") for r in rows))
-    store.set_status(sweep_id, "finished")
-    store.flush()
-    return rows
-
-
-def _sweep_config(store: Any, finetuned_run: str) -> RunConfig:
-    cfg = RunConfig.from_dict(store.get_run(finetuned_run).config)
-    return cfg.with_overrides({"name": WISE_FT_NAME})
-
-
-def _wise_ft_in_background(manager: Any, preset: Preset, run_of: Mapping[str, str], group: str, seed: int) -> str:
-    """Store the sweep as a queued run now; a thread waits for the fine-tuning run, then sweeps.
-
-    The thread never touches Streamlit; the pages see the sweep in the store like any run.
-    """
-    import threading
-
-    store = manager.store
-    of = run_of[preset.after["wise_ft"]["of"]]
-    sweep_id = store.create_run(_sweep_config(store, of), status="queued", group=group, name=WISE_FT_NAME)
-
-    def work() -> None:
-        manager.wait(of)
-        if store.get_run(of).status != "finished":
-            store.set_status(sweep_id, "failed", error=f"the fine-tuning run {of} did not finish, so there is "
-                                                     "nothing to interpolate")
-            return
-        store.set_status(sweep_id, "running")
-        try:
-            record_wise_ft(store, sweep_id, of, int(preset.after["wise_ft"].get("points", 11)))
-        except Exception:
-            pass  # recorded as failed, with the error, by record_wise_ft
-
-    threading.Thread(target=work, daemon=True, name=f"hft-wise-ft:{sweep_id}").start()
-    return sweep_id
 
 
 # ---- results ---------------------------------------------------------------------------
@@ -534,6 +475,65 @@ def judge(preset: Preset, per_label: Mapping[str, Mapping[str, list[float]]]) ->
             out.append((c, None))
             continue
         out.append((c, c.holds(means)))
+    return out
+
+
+# ---- a user's own runs of a preset against its expected outcome -------------------------------
+
+GROUP_STAMP = re.compile(r"^(?P<name>.+)-\d{4}-\d{6}$")  # group_name(): "<preset>-MMDD-HHMMSS"
+
+
+@dataclass(frozen=True)
+class CheckVerdict:
+    """One check of a preset judged on a group of runs."""
+
+    check: Check
+    held: bool | None               # None: not measurable yet (a label has no finished run with the metric)
+    means: dict[str, float]         # label -> mean of the metric's final values over its finished runs
+    runs: dict[str, int]            # label -> how many finished runs gave a value
+    missing: tuple[str, ...] = ()   # labels without a value: why it is not measurable
+
+    @property
+    def verdict(self) -> str:
+        return {True: "held", False: "did not hold", None: "not measurable"}[self.held]
+
+
+def preset_of_group(group: str) -> str:
+    """The preset name in a group made by ``group_name`` ("lora_vs_full-1126-101500" -> "lora_vs_full"), else ""."""
+    m = GROUP_STAMP.match(group or "")
+    return m.group("name") if m else ""
+
+
+def preset_groups(store: Any, preset: Preset) -> list[str]:
+    """The store's groups made by running ``preset`` (newest first)."""
+    return sorted((g for g in store.groups() if preset_of_group(g) == preset.name), reverse=True)
+
+
+def judge_group(store: Any, group: str, preset: Preset | None = None) -> list[CheckVerdict]:
+    """Judge the user's own finished runs of a preset group against the preset's expected outcome.
+
+    Every check of the preset gets held / did not hold / not measurable (a label with no
+    finished run, or a metric its runs never logged), with the means it was judged on: the
+    same aggregation and the same ``judge`` as the bench (``outcome_of``). Runs still queued,
+    running, failed or stopped are not counted; a group of one seed is judged on that seed.
+    """
+    import statistics
+
+    if preset is None:
+        name = preset_of_group(group)
+        if not name:
+            raise ConfigError(f"group {group!r} was not made by a preset (expected '<preset>-MMDD-HHMMSS'); "
+                              f"pick a preset's group")
+        preset = load_preset(name)
+    runs = store.list_runs(group=group)
+    per_label = outcome_of(preset, store, [r.id for r in runs], group).extra["per_label"]
+    out = []
+    for check, held in judge(preset, per_label):
+        labels = list(check.near) or [check.higher, check.lower]
+        values = {label: per_label.get(label, {}).get(check.metric, []) for label in labels}
+        means = {label: statistics.fmean(v) for label, v in values.items() if v}
+        out.append(CheckVerdict(check, held, means, {label: len(v) for label, v in values.items()},
+                                tuple(label for label, v in values.items() if not v)))
     return out
 
 

@@ -39,19 +39,20 @@ import uuid
 import weakref
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from hft_core.config import RunConfig
 from hft_core.home import hft_home
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
-DONE_STATUSES = ("finished", "stopped", "failed", "interrupted")
+STATUSES = ("queued", "running", "finished", "stopped", "pruned", "failed", "interrupted")
+DONE_STATUSES = ("finished", "stopped", "pruned", "failed", "interrupted")
 DB_NAME = "runs.sqlite"
-SCHEMA_VERSION = 1
+LEASE_S = 8.0        # a worker that stops renewing (killed, powered off) loses its runs this long after
+HEARTBEAT_S = 2.0    # how often a worker renews its lease
 PROMPT_LOGS = 3                # a run's first log_metrics calls are written at once, not within flush_interval
 MAX_BUFFERED_ROWS = 1_000_000  # if the disk keeps failing, keep at most this many rows in memory
 
@@ -116,6 +117,35 @@ def _migrate_to_v1(con: sqlite3.Connection) -> None:
     """)
 
 
+def _migrate_to_v2(con: sqlite3.Connection) -> None:
+    """The store becomes the control plane: queue, claims, leases and stop requests are rows."""
+    _execute_script(con, """
+        ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train';   -- train | wise_ft | soup | prune
+        ALTER TABLE runs ADD COLUMN job_json TEXT;                        -- a job's parameters (kind != train)
+        ALTER TABLE runs ADD COLUMN after_json TEXT;                      -- run ids it waits for (JSON list)
+        ALTER TABLE runs ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;    -- queued: continue from its checkpoint
+        ALTER TABLE runs ADD COLUMN reserved_for TEXT;                    -- queued: only this worker may claim it
+        ALTER TABLE runs ADD COLUMN worker TEXT;                          -- running: the worker training it
+        ALTER TABLE runs ADD COLUMN lease_until REAL;                     -- running: its worker's lease
+        ALTER TABLE runs ADD COLUMN stop_requested REAL;                  -- when a stop was asked for
+        ALTER TABLE runs ADD COLUMN stop_reason TEXT;
+        ALTER TABLE runs ADD COLUMN stop_status TEXT;                     -- stopped | pruned
+        CREATE INDEX IF NOT EXISTS runs_by_queue ON runs (status, device, position);
+        -- one row per live worker (app thread, `hft worker`, a CLI training its own run)
+        CREATE TABLE IF NOT EXISTS workers (
+            id          TEXT PRIMARY KEY,
+            device      TEXT NOT NULL,
+            role        TEXT NOT NULL,      -- general (any run of its device), foreground (only runs reserved for it)
+            pid         INTEGER NOT NULL,
+            host        TEXT NOT NULL,
+            pid_start   TEXT,
+            started     REAL NOT NULL,
+            heartbeat   REAL NOT NULL,
+            lease_until REAL NOT NULL
+        )
+    """)
+
+
 def _execute_script(con: sqlite3.Connection, script: str) -> None:
     """Run ;-separated statements inside the caller's transaction (``executescript`` would commit it)."""
     for statement in script.split(";"):
@@ -123,8 +153,9 @@ def _execute_script(con: sqlite3.Connection, script: str) -> None:
             con.execute(statement)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_v1}
-_OUR_TABLES = {"runs", "metrics", "events"}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_v1, 2: _migrate_to_v2}
+SCHEMA_VERSION = max(MIGRATIONS)
+_OUR_TABLES = {"runs", "metrics", "events", "workers"}
 
 
 @dataclass
@@ -145,6 +176,13 @@ class RunRecord:
     position: int
     pid: int | None = None     # owner process
     host: str | None = None
+    kind: str = "train"        # train | wise_ft | soup | prune
+    job: dict[str, Any] = field(default_factory=dict)   # a job's parameters
+    after: list[str] = field(default_factory=list)      # run ids it waits for
+    worker: str | None = None  # running: the worker training it
+    reserved_for: str | None = None                     # queued: the only worker that may claim it
+    stop_requested: float | None = None
+    stop_reason: str | None = None
 
     @property
     def cfg(self) -> RunConfig:
@@ -153,6 +191,14 @@ class RunRecord:
     @property
     def done(self) -> bool:
         return self.status in DONE_STATUSES
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run a worker has just claimed (it is "running" now, owned by that worker)."""
+    run_id: str
+    resume: bool     # continue from its checkpoint
+    kind: str        # train | wise_ft | soup | prune
 
 
 class StoreSink:
@@ -172,10 +218,11 @@ class StoreSink:
 class _Reader:
     """Holds one thread's read connection (sqlite3 connections cannot be weak-referenced)."""
 
-    __slots__ = ("con", "__weakref__")
+    __slots__ = ("con", "lock", "__weakref__")
 
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
+        self.lock = threading.Lock()  # held while a query runs, so close() never closes it under a query
 
     def __del__(self) -> None:  # the thread ended: its thread-local dies, and with it the connection
         try:
@@ -225,6 +272,10 @@ class RunStore:
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.home)!r})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # ---- opening: clear errors for the ways a home folder can be wrong -------------
     def _check_folder(self) -> None:
@@ -350,15 +401,27 @@ class RunStore:
         return reader.con
 
     def _query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        con = self._read()
+        reader = self._local.reader
         try:
-            return self._read().execute(sql, params).fetchall()
+            with reader.lock:
+                if self._closed:
+                    raise StoreError(f"the store {self.path} is closed; open a new RunStore")
+                return con.execute(sql, params).fetchall()
         except sqlite3.Error as e:
             raise self._db_error(e, "read") from None
 
     # ---- runs ------------------------------------------------------------------------
     def create_run(self, cfg: RunConfig | Mapping[str, Any], *, status: str = "queued", device: str = "cpu",
-                   group: str = "", name: str = "") -> str:
-        """Store a new run; returns its id (e.g. "r-3f9a2c"). The owner is this process."""
+                   group: str = "", name: str = "", kind: str = "train", job: Mapping[str, Any] | None = None,
+                   after: Sequence[str] = (), reserved_for: str | None = None) -> str:
+        """Store a new run; returns its id (e.g. "r-3f9a2c"). The owner is this process.
+
+        A "queued" run waits in ``device``'s queue (at the back) for a worker to claim it;
+        ``after``: it waits until those runs have finished (fails if one of them does not);
+        ``reserved_for``: only that worker may claim it (a CLI training its own run).
+        ``kind``/``job``: a post-training job (wise_ft, soup, prune) and its parameters.
+        """
         if not isinstance(cfg, RunConfig):
             cfg = RunConfig.from_dict(cfg)  # validates
         _check_status(status)
@@ -368,16 +431,25 @@ class RunStore:
         config["group"], config["name"] = group, name
         now = time.time()
         pid, host, start = self._owner()
+        after = list(after)
         for _ in range(20):
             run_id = new_run_id()
             try:
                 with self._write("add a run to") as con:
+                    if after:
+                        known = {r[0] for r in con.execute(
+                            f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(after))})", after)}
+                        missing = [a for a in after if a not in known]
+                        if missing:
+                            raise StoreError(f"the new run would wait for {missing}, which are not in {self.path}")
                     pos = con.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM runs").fetchone()[0]
                     con.execute(
                         "INSERT INTO runs (id, name, status, config_json, created, started, device, group_name, "
-                        "seed, position, owner_pid, owner_host, owner_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "seed, position, owner_pid, owner_host, owner_start, kind, job_json, after_json, "
+                        "reserved_for) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (run_id, name, status, json.dumps(config), now, now if status == "running" else None,
-                         device, group, cfg.seed, pos, pid, host, start))
+                         device, group, cfg.seed, pos, pid, host, start, kind, json.dumps(dict(job or {})),
+                         json.dumps(after) if after else None, reserved_for))
                 return run_id
             except StoreError as e:
                 if "UNIQUE" not in str(e):
@@ -387,7 +459,8 @@ class RunStore:
     def set_status(self, run_id: str, status: str, *, error: str | None = None, traceback: str | None = None,
                    checkpoint_dir: str | Path | None = None) -> None:
         """Change a run's status. "running" sets ``started`` (first time only) and makes this process the
-        owner; "queued" moves it to the back of the queue; a final status sets ``ended``.
+        owner; "queued" moves it to the back of the queue; a final status sets ``ended`` and ends its
+        claim (worker, lease and stop request are cleared).
 
         Buffered metrics and events are written first, so whoever sees the new status
         (e.g. "finished") also sees everything logged before it."""
@@ -399,10 +472,12 @@ class RunStore:
             sets += ["started = COALESCE(started, ?)", "ended = NULL", "error = NULL", "traceback = NULL"]
             params.append(now)
         elif status == "queued":
-            sets += ["ended = NULL", "error = NULL", "traceback = NULL",
+            sets += ["ended = NULL", "error = NULL", "traceback = NULL", "worker = NULL", "lease_until = NULL",
+                     "stop_requested = NULL", "stop_reason = NULL", "stop_status = NULL",
                      "position = (SELECT COALESCE(MAX(position), 0) + 1 FROM runs)"]
         else:
-            sets += ["ended = ?", "error = ?", "traceback = ?"]
+            sets += ["ended = ?", "error = ?", "traceback = ?", "worker = NULL", "lease_until = NULL",
+                     "reserved_for = NULL"]
             params += [now, error, traceback]
         if status in ("running", "queued"):
             sets += ["owner_pid = ?", "owner_host = ?", "owner_start = ?"]
@@ -424,16 +499,18 @@ class RunStore:
                 con.execute("UPDATE runs SET position = ? WHERE id = ?", (base + i, run_id))
 
     _RUN_COLUMNS = ("id, name, status, config_json, created, started, ended, device, error, traceback, "
-                    "checkpoint_dir, group_name, seed, position, owner_pid, owner_host")
+                    "checkpoint_dir, group_name, seed, position, owner_pid, owner_host, kind, job_json, after_json, "
+                    "worker, reserved_for, stop_requested, stop_reason")
 
     def _record(self, row: tuple) -> RunRecord:
         (run_id, name, status, config_json, created, started, ended, device, error, tb, ckpt, group, seed, pos,
-         pid, host) = row
+         pid, host, kind, job_json, after_json, worker, reserved, stop_requested, stop_reason) = row
         if not ckpt:  # runs started outside the manager (CLI, DDP) still show their checkpoint
             guess = self.run_dir(run_id) / "checkpoint"
             ckpt = str(guess) if guess.is_dir() else None
         return RunRecord(run_id, name, status, json.loads(config_json), created, started, ended, device, error, tb,
-                         ckpt, group, seed, pos, pid, host)
+                         ckpt, group, seed, pos, pid, host, kind or "train", json.loads(job_json or "{}"),
+                         json.loads(after_json or "[]"), worker, reserved, stop_requested, stop_reason)
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._query(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
@@ -475,8 +552,11 @@ class RunStore:
     def delete_run(self, run_id: str) -> None:
         """Remove the run's rows and its folder (checkpoints). A run still training must be stopped first."""
         rec = self.get_run(run_id)
-        if rec.status == "running" and self._owner_alive(rec.pid, rec.host, None):
-            raise StoreError(f"run {run_id} is still running (pid {rec.pid}); stop it first, then delete it")
+        if rec.status == "running":
+            self.mark_interrupted()
+            if self.get_run(run_id).status == "running":
+                raise StoreError(f"run {run_id} is still running (pid {rec.pid}); stop it first "
+                                 f"(`hft stop {run_id}`), then delete it")
         with self._block:
             self._metric_rows = [r for r in self._metric_rows if r[0] != run_id]
             self._event_rows = [r for r in self._event_rows if r[0] != run_id]
@@ -485,7 +565,12 @@ class RunStore:
                 con.execute(f"DELETE FROM {table} WHERE {key} = ?", (run_id,))
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
-    # ---- owners and interrupted runs ---------------------------------------------------
+    # ---- the control plane: workers, claims, leases, stop requests ---------------------------
+    # Every process (the app, a CLI run, `hft worker`, a notebook) sees and changes the same rows,
+    # so the queue, who trains what, and Stop work across processes. A claim is one
+    # BEGIN IMMEDIATE transaction: two workers can never take the same run, and the count of
+    # running runs per device holds across processes.
+
     def _owner(self) -> tuple[int, str, str | None]:
         pid = os.getpid()
         return pid, self._host, _process_start(pid)
@@ -497,27 +582,236 @@ class RunStore:
             return True  # another machine's process: we cannot tell, so leave it alone
         return _pid_alive(pid, start)
 
-    def mark_interrupted(self) -> list[str]:
-        """Runs left "running" or "queued" by a process that is gone -> "interrupted". Returns their ids.
+    def register_worker(self, device: str, role: str = "general") -> str:
+        """A new worker row for this process; returns its id. ``role``: "general" claims any run of
+        ``device``; "foreground" claims only the runs reserved for it (a CLI or notebook training
+        its own run). Renew with ``renew_lease`` every HEARTBEAT_S, end with ``unregister_worker``."""
+        if role not in ("general", "foreground"):
+            raise ValueError(f"role={role!r}: use 'general' or 'foreground'")
+        worker_id = f"w-{uuid.uuid4().hex[:8]}"
+        pid, host, start = self._owner()
+        now = time.time()
+        with self._write("register a worker in") as con:
+            con.execute("INSERT INTO workers (id, device, role, pid, host, pid_start, started, heartbeat, lease_until) "
+                        "VALUES (?,?,?,?,?,?,?,?,?)", (worker_id, device, role, pid, host, start, now, now,
+                                                       now + LEASE_S))
+        return worker_id
 
-        Call at start-up (the RunManager does). A run owned by a live process (a CLI run in
-        another terminal, another app) is left as it is.
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._write("unregister a worker in") as con:
+            con.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    def retire_worker(self, worker_id: str) -> None:
+        """A closing worker: it finishes what it trains but serves its device no longer."""
+        with self._write("retire a worker in") as con:
+            con.execute("UPDATE workers SET role = 'closing' WHERE id = ?", (worker_id,))
+
+    def renew_lease(self, worker_id: str) -> None:
+        """The worker's heartbeat: it and the runs it trains stay claimed for another LEASE_S seconds."""
+        now = time.time()
+        with self._write("renew a lease in") as con:
+            con.execute("UPDATE workers SET heartbeat = ?, lease_until = ? WHERE id = ?", (now, now + LEASE_S,
+                                                                                         worker_id))
+            con.execute("UPDATE runs SET lease_until = ? WHERE worker = ? AND status = 'running'",
+                        (now + LEASE_S, worker_id))
+
+    def _worker_alive(self, con: sqlite3.Connection, worker_id: str | None, now: float) -> bool:
+        """On this host the worker's process is checked directly (a SIGKILL shows at once); on
+        another host (a Ray node) only its lease can tell."""
+        if not worker_id:
+            return False
+        row = con.execute("SELECT pid, host, pid_start, lease_until FROM workers WHERE id = ?", (worker_id,)).fetchone()
+        if row is None:
+            return False
+        pid, host, start, lease_until = row
+        if host == self._host:
+            return _pid_alive(pid, start)
+        return lease_until >= now
+
+    def _expire(self, con: sqlite3.Connection, now: float) -> list[str]:
+        """Inside a write transaction: runs whose worker (or owner process) is gone -> "interrupted";
+        runs reserved for a worker that is gone -> "interrupted"; dead workers' rows removed."""
+        lost: list[tuple[str, str]] = []
+        for run_id, worker, pid, host, start in con.execute(
+                "SELECT id, worker, owner_pid, owner_host, owner_start FROM runs WHERE status = 'running'").fetchall():
+            alive = self._worker_alive(con, worker, now) if worker else self._owner_alive(pid, host, start)
+            if not alive:
+                who = f"worker {worker}" if worker else "process"
+                lost.append((run_id, f"the {who} that trained it (pid {pid} on {host}) stopped before the run "
+                                     f"finished (killed, crashed or the app restarted); resume it to continue from "
+                                     f"its last checkpoint"))
+        for run_id, reserved, pid in con.execute(
+                "SELECT id, reserved_for, owner_pid FROM runs WHERE status = 'queued' AND reserved_for IS NOT NULL"
+        ).fetchall():
+            if not self._worker_alive(con, reserved, now):
+                lost.append((run_id, f"the process that queued it to train it itself (pid {pid}) ended before "
+                                     f"its turn came; resume it to queue it again"))
+        for run_id, why in lost:
+            con.execute("UPDATE runs SET status = 'interrupted', ended = ?, error = ?, worker = NULL, "
+                        "lease_until = NULL, reserved_for = NULL WHERE id = ?", (now, why, run_id))
+            con.execute("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
+                        (run_id, now, "warning", f"interrupted: {why}"))
+        for (worker_id,) in con.execute("SELECT id FROM workers").fetchall():
+            if not self._worker_alive(con, worker_id, now):
+                con.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+        return [run_id for run_id, _ in lost]
+
+    def mark_interrupted(self) -> list[str]:
+        """Runs whose worker or owner process is gone -> "interrupted" (resumable). Returns their ids.
+
+        Any process may call it (workers do, as they look for work; the app at start; `hft list`).
+        A run trained by a live process (a CLI run in another terminal, another app) is left alone,
+        and so are plain queued runs: the queue outlives the process that filled it.
         """
-        rows = self._query("SELECT id, owner_pid, owner_host, owner_start FROM runs "
-                           "WHERE status IN ('running', 'queued')")
-        dead = [(r[0], r[1]) for r in rows if not self._owner_alive(r[1], r[2], r[3])]
-        if not dead:
-            return []
         now = time.time()
         with self._write("update runs in") as con:
-            for run_id, pid in dead:
-                con.execute(
-                    "UPDATE runs SET status = 'interrupted', ended = ?, error = ? "
-                    "WHERE id = ? AND status IN ('running', 'queued')",
-                    (now, f"the process that owned it (pid {pid}) ended before the run finished (killed, "
-                          f"crashed or the app restarted); resume it to continue from its last checkpoint",
-                     run_id))
-        return [run_id for run_id, _ in dead]
+            return self._expire(con, now)
+
+    def claim(self, worker_id: str, device: str, *, max_running: int = 1) -> "Claim | None":
+        """The next run this worker may train on ``device``, now marked running by it; None if none.
+
+        FIFO by queue position, across processes. A run reserved for another live worker is
+        that worker's turn: nobody passes it. A run waiting for others (``after``) lets the runs
+        behind it pass; if one of those ended other than finished, it fails with the reason.
+        A foreground worker takes only its own reserved runs, and passes plain queued runs
+        only while no general worker serves the device (else it waits its turn behind them).
+        ``max_running``: at most this many running runs on ``device``, all processes together.
+        """
+        now = time.time()
+        with self._write("claim a run in") as con:
+            self._expire(con, now)
+            role = con.execute("SELECT role FROM workers WHERE id = ?", (worker_id,)).fetchone()
+            if role is None:
+                raise StoreError(f"worker {worker_id} is not registered in {self.path} (its lease expired?)")
+            running = con.execute("SELECT COUNT(*) FROM runs WHERE status = 'running' AND device = ?",
+                                  (device,)).fetchone()[0]
+            if running >= max_running:
+                return None
+            general_alive = None
+            for run_id, reserved, after_json, resume, kind in con.execute(
+                    "SELECT id, reserved_for, after_json, resume, kind FROM runs WHERE status = 'queued' AND device = ? "
+                    "ORDER BY position, created", (device,)).fetchall():
+                if after_json:
+                    deps = json.loads(after_json)
+                    states = dict(con.execute(f"SELECT id, status FROM runs WHERE id IN ({','.join('?' * len(deps))})",
+                                              deps).fetchall())
+                    bad = [(d, states.get(d, "deleted")) for d in deps if states.get(d) not in ("queued", "running",
+                                                                                                  "finished")]
+                    if bad:
+                        why = "; ".join(f"run {d} ended {st}" for d, st in bad)
+                        con.execute("UPDATE runs SET status = 'failed', ended = ?, error = ?, reserved_for = NULL "
+                                    "WHERE id = ?", (now, f"it needs the result of another run, but {why}; resume "
+                                                          f"or re-run that one, then submit this one again", run_id))
+                        continue
+                    if any(states[d] != "finished" for d in deps):
+                        continue  # waits; the runs behind it may pass
+                if reserved and reserved != worker_id:
+                    if self._worker_alive(con, reserved, now):
+                        return None  # that worker's turn
+                    continue  # (expired above)
+                if not reserved and role[0] == "foreground":
+                    if general_alive is None:
+                        general_alive = any(self._worker_alive(con, w, now) for (w,) in con.execute(
+                            "SELECT id FROM workers WHERE device = ? AND role = 'general'", (device,)).fetchall())
+                    if general_alive:
+                        return None  # a general worker will take it; ours comes after
+                    continue  # nobody serves it: do not wait behind it
+                pid, host, start = self._owner()
+                con.execute("UPDATE runs SET status = 'running', worker = ?, lease_until = ?, reserved_for = NULL, "
+                            "started = COALESCE(started, ?), ended = NULL, error = NULL, traceback = NULL, "
+                            "stop_requested = NULL, stop_reason = NULL, stop_status = NULL, owner_pid = ?, "
+                            "owner_host = ?, owner_start = ? WHERE id = ?",
+                            (worker_id, now + LEASE_S, now, pid, host, start, run_id))
+                return Claim(run_id, bool(resume), kind or "train")
+            return None
+
+    def requeue(self, run_id: str, *, resume: bool, reserved_for: str | None = None) -> None:
+        """Put a stopped/interrupted/failed run back at the end of its device's queue (same id)."""
+        with self._write("queue a run in") as con:
+            cur = con.execute(
+                "UPDATE runs SET status = 'queued', resume = ?, reserved_for = ?, ended = NULL, error = NULL, "
+                "traceback = NULL, worker = NULL, lease_until = NULL, stop_requested = NULL, stop_reason = NULL, "
+                "stop_status = NULL, position = (SELECT COALESCE(MAX(position), 0) + 1 FROM runs) WHERE id = ?",
+                (int(resume), reserved_for, run_id))
+            if cur.rowcount == 0:
+                raise self._unknown(run_id)
+
+    def request_stop(self, run_id: str, reason: str = "", *, status: str = "stopped") -> str:
+        """Ask a run to stop, from any process. Returns what happened:
+
+        "cancelled": it was queued; it ends ``status`` now without training.
+        "requested": it is running; its worker sees the request within a second (or a step),
+        saves a checkpoint and ends ``status`` ("stopped", or "pruned" for a search trial).
+        Raises UnknownRun, or StoreError for a run that has ended or whose process is gone.
+        """
+        if status not in ("stopped", "pruned"):
+            raise ValueError(f"status={status!r}: a stopped run ends 'stopped' or 'pruned'")
+        now = time.time()
+        with self._write("request a stop in") as con:
+            row = con.execute("SELECT status, worker, owner_pid, owner_host, owner_start FROM runs WHERE id = ?",
+                              (run_id,)).fetchone()
+            if row is None:
+                raise self._unknown(run_id)
+            current, worker, pid, host, start = row
+            if current == "queued":
+                con.execute("UPDATE runs SET status = ?, ended = ?, stop_requested = ?, stop_reason = ?, "
+                            "reserved_for = NULL WHERE id = ?", (status, now, now, reason, run_id))
+                con.execute("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
+                            (run_id, now, "info", "cancelled while queued" + (f" ({reason})" if reason else "")))
+                return "cancelled"
+            if current == "running":
+                alive = self._worker_alive(con, worker, now) if worker else self._owner_alive(pid, host, start)
+                if not alive:
+                    raise StoreError(f"run {run_id} was running in pid {pid} on {host}, which is gone, so there is "
+                                     f"nothing to stop; it shows as interrupted from now on. Resume it with "
+                                     f"`hft train --resume {run_id}`")
+                con.execute("UPDATE runs SET stop_requested = COALESCE(stop_requested, ?), stop_reason = ?, "
+                            "stop_status = ? WHERE id = ?", (now, reason, status, run_id))
+                return "requested"
+            hint = f"; resume it with `hft train --resume {run_id}`" if current in ("stopped", "interrupted") else ""
+            raise StoreError(f"run {run_id} has already ended ({current}), so there is nothing to stop{hint}")
+
+    def pending_stops(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """{run id: the status it should end with} for those of ``run_ids`` with a stop request."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        rows = self._query(f"SELECT id, COALESCE(stop_status, 'stopped') FROM runs WHERE stop_requested IS NOT NULL "
+                           f"AND id IN ({','.join('?' * len(ids))})", ids)
+        return dict(rows)
+
+    def workers(self, device: str | None = None) -> list[dict[str, Any]]:
+        """Registered workers (live or not yet expired), oldest first."""
+        sql = "SELECT id, device, role, pid, host, started, heartbeat FROM workers"
+        rows = self._query(sql + (" WHERE device = ?" if device else "") + " ORDER BY started",
+                           (device,) if device else ())
+        return [dict(zip(("id", "device", "role", "pid", "host", "started", "heartbeat"), r)) for r in rows]
+
+    def queued(self, device: str | None = None) -> list[str]:
+        """Queued run ids in the order they will start (per device; all devices by name when None)."""
+        if device is not None:
+            rows = self._query("SELECT id FROM runs WHERE status = 'queued' AND device = ? ORDER BY position, created",
+                               (device,))
+        else:
+            rows = self._query("SELECT id FROM runs WHERE status = 'queued' ORDER BY device, position, created")
+        return [r[0] for r in rows]
+
+    def move(self, run_id: str, position: int) -> None:
+        """Put a queued run at ``position`` (0 = next) within its device's queue."""
+        with self._write("reorder the queue in") as con:
+            row = con.execute("SELECT status, device FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise self._unknown(run_id)
+            if row[0] != "queued":
+                raise ValueError(f"run {run_id} is {row[0]}, not queued, so it cannot be moved in the queue")
+            queue = [r[0] for r in con.execute("SELECT id FROM runs WHERE status = 'queued' AND device = ? "
+                                               "ORDER BY position, created", (row[1],))]
+            positions = sorted(r[0] for r in con.execute(
+                f"SELECT position FROM runs WHERE id IN ({','.join('?' * len(queue))})", queue))
+            queue.remove(run_id)
+            queue.insert(max(0, min(int(position), len(queue))), run_id)
+            for pos, rid in zip(positions, queue):
+                con.execute("UPDATE runs SET position = ? WHERE id = ?", (pos, rid))
 
     # ---- metrics and events: buffered writes -----------------------------------------------
     def log_metrics(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
@@ -662,11 +956,12 @@ class RunStore:
             _OPEN_STORES.discard(self)
             with self._wlock:
                 self._wcon.close()
-            for reader in list(self._readers):
-                try:
-                    reader.con.close()
-                except Exception:
-                    pass
+            for reader in list(self._readers):  # other threads' too (workers): after their query ends
+                with reader.lock:
+                    try:
+                        reader.con.close()
+                    except Exception:
+                        pass
 
     def __enter__(self) -> "RunStore":
         return self
@@ -675,7 +970,7 @@ class RunStore:
         self.close()
 
     def _unknown(self, run_id: str) -> UnknownRun:
-        return UnknownRun(f"no run {run_id!r} in {self.path}; `python -m hft_core list` shows the runs there")
+        return UnknownRun(f"no run {run_id!r} in {self.path}; `hft list` shows the runs there")
 
 
 # ---- helpers ----------------------------------------------------------------------------------

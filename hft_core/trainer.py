@@ -7,7 +7,9 @@
     5. eval every ``eval_every`` steps and at the end; checkpoint at the end, when
        stopped, every ``checkpoint_every`` steps, and before raising on a NaN loss
 
-Runs the same under ``accelerate launch`` on several processes (DDP): each rank
+Each run gets the device and precision its config asks for (``placement``): in one
+process, runs on different devices or precisions can train one after another or side
+by side in threads. Under ``accelerate launch`` on several processes (DDP) each rank
 takes its slice of every global batch, gradients are averaged by DDP, and only
 rank 0 evaluates, writes metrics and saves checkpoints.
 
@@ -28,12 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs
-
 from hft_core import data as data_sources
 from hft_core import models as model_sources
 from hft_core.config import RunConfig
+from hft_core.placement import Runtime, make_runtime
 from hft_core.precision import autocast, describe_device, make_scaler, plan_precision
 from hft_core.sinks import MetricSink, NullSink
 from hft_core.strategies import base as strategies
@@ -68,13 +68,20 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
     if resume and not (ckpt_dir and (ckpt_dir / STATE_FILE).exists()):
         raise FileNotFoundError(f"cannot resume: no checkpoint with {STATE_FILE} in {ckpt_dir}; start the run afresh")
 
-    # ---- 1. device and precision -------------------------------------------------
-    accelerator = _make_accelerator(cfg)
-    device = accelerator.device
-    plan = plan_precision(cfg.precision, describe_device(device))   # raises PrecisionError with the reason
-    main = accelerator.is_main_process
+    # ---- 1. device and precision: this run's own, refused before anything loads ----
+    # (find_unused: LP-FT/freezing/aux heads leave some parameters without gradients under DDP)
+    runtime = make_runtime(cfg.device, cfg.grad_accum, find_unused=len(cfg.mix) > 0)
+    plan = plan_precision(cfg.precision, describe_device(runtime.device))   # raises PrecisionError with the reason
+    with runtime.on_device():
+        return _train(cfg, runtime, plan, sink, stop, ckpt_dir, resume)
+
+
+def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop: threading.Event,
+           ckpt_dir: Path | None, resume: bool) -> TrainResult:
+    device = runtime.device
+    main = runtime.is_main_process
     sink = sink if (sink is not None and main) else NullSink()
-    sink.event(f"device {device} ({accelerator.num_processes} process(es)); precision: {plan.reason}")
+    sink.event(f"device {device} ({runtime.num_processes} process(es)); precision: {plan.reason}")
     if plan.warning:
         sink.event(plan.warning, "warning")
     _seed_everything(cfg.seed)
@@ -112,8 +119,8 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
     optimizer = _make_optimizer(cfg, model)
     scheduler = _make_scheduler(cfg, optimizer)
     scaler = make_scaler(plan, device.type)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
+    model, optimizer = runtime.prepare(model, optimizer)
+    unwrapped = runtime.unwrap_model(model)
     task_weight = math.prod(s.task_weight for s in mix)
     hidden_states = any(s.needs_hidden_states for s in mix)
 
@@ -127,11 +134,11 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
     sink.log(start_step, {"params_total": n_params, "params_trainable": n_trainable})
 
     # ---- 4. the loop -------------------------------------------------------------
-    rank, world = accelerator.process_index, accelerator.num_processes
+    rank, world = runtime.process_index, runtime.num_processes
     final_metrics: dict[str, float] = {}
     if cfg.eval_at_start and start_step == 0:
         final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, 0, mix, main,
-                                  accelerator, samples=True)
+                                  runtime, samples=True)
     # tokenize the examples this run will visit once, in one batched call (as dataset.map before
     # HF Trainer); capped so a huge dataset does not stall the start
     visit = _visited(len(dataset.train), cfg.batch_size, world, start_step * cfg.grad_accum,
@@ -143,7 +150,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
     t_last = time.perf_counter()
     step_metrics: dict[str, float] = {}  # what the strategies' on_step_end returned since the last log line
     while step < cfg.max_steps:
-        if stop.is_set():
+        if runtime.any_process(stop.is_set()):  # every rank stops at the same step
             status = "stopped"
             break
         ctx.step, ctx.training = step, True
@@ -157,16 +164,16 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
                 batch = s.transform_batch(batch, ctx)
             batch.seed = (cfg.seed * 1_000_003 + k) * world + rank  # masked-LM masks: pure in (seed, micro-step, rank)
             batch.inputs = task.collate(tokenizer, batch, cfg.max_length, device)
-            with accelerator.accumulate(model), autocast(plan, device.type):
+            with runtime.accumulate(model), autocast(plan, device.type):
                 out = model(**batch.model_inputs, output_hidden_states=hidden_states) if hidden_states \
                     else model(**batch.model_inputs)
                 terms = {"task": task.loss(out, batch)}
                 for s in mix:
                     terms.update(s.extra_losses(out, batch, ctx))
                 weighted = {"task": task_weight * terms["task"], **{k_: v for k_, v in terms.items() if k_ != "task"}}
-                loss = sum(weighted.values()) / cfg.grad_accum
+                loss = sum(weighted.values())  # of this micro-batch; backward divides by grad_accum
             # float(): a CPU-GPU sync point, once per micro-step; needed for the NaN check anyway
-            loss_value = float(loss.detach()) * cfg.grad_accum
+            loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 bad = {k_: float(v.detach()) for k_, v in weighted.items()}
                 msg = (f"loss became {loss_value} at step {step} (terms: {bad}). Training stopped; the checkpoint "
@@ -176,12 +183,12 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
                 if main and ckpt_dir is not None:
                     _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
                 raise TrainingDiverged(msg)
-            accelerator.backward(scaler.scale(loss))
+            runtime.backward(scaler.scale(loss))
             for k_, v in weighted.items():
                 terms_sum[k_] = terms_sum.get(k_, 0.0) + float(v.detach()) / cfg.grad_accum
             n_examples += len(batch.texts)
             n_tokens += int(batch.inputs["attention_mask"].sum())
-        grad_norm = optimizer_step(model, optimizer, scaler, cfg.max_grad_norm, accelerator)
+        grad_norm = optimizer_step(model, optimizer, scaler, cfg.max_grad_norm, runtime)
         scheduler.step()
         step += 1
         ctx.step = step
@@ -201,7 +208,7 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
             sink.log(step, values)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
             final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, step, mix, main,
-                                      accelerator)
+                                      runtime)
             t_last = time.perf_counter()  # eval time is not training throughput
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps and main and ckpt_dir:
             _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
@@ -210,20 +217,20 @@ def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event 
     # ---- 5. final eval and checkpoint -------------------------------------------
     if status == "finished":  # in-loop evals skip the last step, so this is never a repeat
         final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, step, mix, main,
-                                  accelerator, final=True)
+                                  runtime, final=True)
     checkpoint = None
     if main and ckpt_dir is not None:
         _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
         checkpoint = str(ckpt_dir)
     sink.event(f"{status} at step {step}" + (f": {_fmt(final_metrics)}" if final_metrics else ""))
-    accelerator.wait_for_everyone()
+    runtime.wait_for_everyone()
     return TrainResult(status, step, final_metrics, checkpoint, model=unwrapped, tokenizer=tokenizer)
 
 
 # ---- the pieces the loop calls -----------------------------------------------------
 
 def optimizer_step(model, optimizer, scaler: torch.amp.GradScaler, max_grad_norm: float,
-                   accelerator: Accelerator | None = None) -> float:
+                   runtime: Runtime | None = None) -> float:
     """Unscale, clip, step, update the loss scale, zero grads. Returns the grad norm before clipping.
 
     With fp16 loss scaling an inf/NaN gradient makes ``scaler.step`` skip the update
@@ -232,8 +239,8 @@ def optimizer_step(model, optimizer, scaler: torch.amp.GradScaler, max_grad_norm
     scaler.unscale_(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     if max_grad_norm > 0 and params:
-        if accelerator is not None:
-            norm = accelerator.clip_grad_norm_(params, max_grad_norm)
+        if runtime is not None:
+            norm = runtime.clip_grad_norm_(params, max_grad_norm)
         else:
             norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     elif params:
@@ -275,20 +282,6 @@ def _epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
     return tuple(torch.randperm(n, generator=g).tolist())
 
 
-def _make_accelerator(cfg: RunConfig) -> Accelerator:
-    want_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={cfg.device!r} but no CUDA GPU is visible here; use device 'auto' or 'cpu'")
-    if ":" in cfg.device and cfg.device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(cfg.device))
-    # find_unused_parameters: LP-FT/freezing/aux heads leave some parameters without gradients under DDP
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=len(cfg.mix) > 0)
-    # Mixed precision is done here (autocast + our GradScaler), not by Accelerate, so that the
-    # device check and the scaler behaviour are ours and testable on a CPU.
-    return Accelerator(cpu=want_cpu, mixed_precision="no", gradient_accumulation_steps=cfg.grad_accum,
-                       kwargs_handlers=[ddp])
-
-
 def _make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     # Every parameter goes in, frozen or not: LP-FT unfreezes mid-run, and AdamW skips grad=None params.
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -316,7 +309,7 @@ def _make_scheduler(cfg: RunConfig, optimizer) -> torch.optim.lr_scheduler.Lambd
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _evaluate(task, model, tokenizer, dataset, cfg, device, plan, sink, step, mix, main, accelerator,
+def _evaluate(task, model, tokenizer, dataset, cfg, device, plan, sink, step, mix, main, runtime,
               final: bool = False, samples: bool = False) -> dict[str, float]:
     """Eval on rank 0; writes eval/* metrics and, at the end, eval_report.json beside the checkpoint."""
     metrics: dict[str, float] = {}
@@ -332,7 +325,7 @@ def _evaluate(task, model, tokenizer, dataset, cfg, device, plan, sink, step, mi
         if final and report.confusion is not None:
             sink.event("confusion matrix (rows = true, columns = predicted; labels "
                        f"{report.label_names}): {json.dumps(report.confusion)}")
-    accelerator.wait_for_everyone()
+    runtime.wait_for_everyone()
     return metrics
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from hft_core.config import ConfigError, RunConfig
-from hft_core.runs import RunManager, _short_labels, checkpoint_step, resolve_device
+from hft_core.runs import RunManager, Worker, _short_labels, checkpoint_step, resolve_device
 from hft_core.store import RunStore, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +44,7 @@ class FakeTrainer:
         self.ckpt_at = ckpt_at
         self.lock = threading.Lock()
         self.calls: list[dict] = []
+        self.step_now = 0  # the step the latest run has completed
 
     def save(self, out_dir: Path, step: int) -> Path:
         ckpt = Path(out_dir) / "checkpoint"
@@ -66,6 +67,7 @@ class FakeTrainer:
                 if self.step_time:
                     time.sleep(self.step_time)
                 step += 1
+                self.step_now = step
                 sink.log(step, {"loss": 1.0 / step})
                 if step == self.ckpt_at:
                     self.save(out_dir, step)
@@ -78,10 +80,17 @@ class FakeTrainer:
             call["end"] = time.monotonic()
 
 
+managers: list[RunManager] = []
+
+
 @pytest.fixture
 def store(tmp_path):
     s = RunStore(tmp_path / "home", flush_interval=0.1)
     yield s
+    while managers:  # before the store closes: their workers still write to it
+        m = managers.pop()
+        m.shutdown(wait=False)
+        m.wait(timeout=30)
     s.close()
 
 
@@ -89,16 +98,6 @@ def make_manager(store, trainer, **kw) -> RunManager:
     m = RunManager(store, train_fn=trainer, **kw)
     managers.append(m)
     return m
-
-
-managers: list[RunManager] = []
-
-
-@pytest.fixture(autouse=True)
-def _shutdown_managers():
-    yield
-    while managers:
-        managers.pop().shutdown(wait=False)
 
 
 def cfg(**kw) -> RunConfig:
@@ -169,9 +168,9 @@ def test_many_sessions_submit_at_once(store):
 
 def test_each_device_has_its_own_queue(store):
     fake = FakeTrainer(step_time=0.05)
-    m = make_manager(store, fake)
+    m = make_manager(store, fake, devices=["cpu", "cuda:1"])  # the fake does not care about devices
     a = m.submit(cfg(max_steps=4, device="cpu"), name="cpu")
-    b = m.submit(cfg(max_steps=4, device="cuda:1"), name="gpu1")  # the fake does not care about devices
+    b = m.submit(cfg(max_steps=4, device="cuda:1"), name="gpu1")
     wait_for(lambda: len(m.active()) == 2, what="both devices busy")
     assert store.get_run(b).device == "cuda:1"
     assert m.wait([a, b], timeout=10)
@@ -228,17 +227,20 @@ def test_a_failing_run_is_recorded_and_the_next_one_starts(store):
     assert store.get_run(good).status == "finished"
 
 
-def test_stop_a_running_run_promptly(store):
+def test_stop_a_running_run_at_the_next_step(store):
     fake = FakeTrainer(step_time=0.01)
     m = make_manager(store, fake)
     run_id = m.submit(cfg(max_steps=100_000))
     wait_for(lambda: m.active() == [run_id] and store.last_metrics(run_id).get("step", 0) > 3, what="steps")
-    t0 = time.monotonic()
-    m.stop(run_id)
-    assert m.wait(run_id, timeout=2)
-    assert time.monotonic() - t0 < 1.0  # one 10 ms step, a checkpoint and the status write
+    at_request = fake.step_now
+    assert m.stop(run_id) == "requested"
+    assert m.wait(run_id, timeout=60)
     r = store.get_run(run_id)
-    assert r.status == "stopped" and r.error is None and checkpoint_step(store.run_dir(run_id)) > 3
+    assert r.status == "stopped" and r.error is None
+    stopped_at = checkpoint_step(store.run_dir(run_id))
+    # in this process the stop event is set directly: the step under way ends, and no other starts
+    assert at_request <= stopped_at <= at_request + 1, (at_request, stopped_at)
+    assert int(store.last_metrics(run_id)["step"]) == stopped_at  # the checkpoint is at the last logged step
 
 
 def test_cancel_a_queued_run(store):
@@ -253,7 +255,8 @@ def test_cancel_a_queued_run(store):
     m.stop(running)
     assert m.wait(timeout=5)
     assert [c["name"] for c in fake.calls] == ["long"]  # the cancelled run never trained
-    m.stop(queued)  # stopping a finished run is a no-op
+    with pytest.raises(StoreError, match="already ended .stopped.*nothing to stop.*--resume"):
+        m.stop(queued)  # an ended run: a message that says so, never a silent no-op
 
 
 def test_resume_continues_the_same_run_and_curve(store):
@@ -340,13 +343,42 @@ def test_a_run_that_dies_with_its_process_is_interrupted_and_not_restarted(store
     assert m.wait(timeout=5) and store.get_run(run_id).status == "finished"
 
 
-def test_stop_a_run_of_another_process_says_where_it_runs(store):
-    run_id = store.create_run(cfg(), status="running")  # e.g. a CLI run; this manager does not own it
-    m = make_manager(store, FakeTrainer())
-    with pytest.raises(StoreError, match="another process"):
-        m.stop(run_id)
-    with pytest.raises(KeyError):
-        m.stop("r-000000")
+def test_stop_a_run_that_another_worker_trains(store):
+    """The app's Stop reaches a run trained by another worker (another process in real life: the
+    request is a row in the store, which that worker's heartbeat reads)."""
+    other = RunStore(store.home, flush_interval=0.1)  # another process's own connection to the store
+    fake = FakeTrainer(step_time=0.01)
+    elsewhere = Worker(other, "cpu", train_fn=fake).start()
+    try:
+        run_id = other.create_run(cfg(max_steps=100_000), device="cpu")
+        elsewhere.wake()
+        wait_for(lambda: store.get_run(run_id).status == "running" and store.last_metrics(run_id).get("step", 0) > 2,
+                 timeout=30, what="the other worker to train")
+        m = make_manager(store, FakeTrainer())
+        assert m.stop(run_id) == "requested"
+        wait_for(lambda: store.get_run(run_id).status == "stopped", timeout=30, what="the run to stop")
+        assert checkpoint_step(store.run_dir(run_id)) > 2
+        with pytest.raises(KeyError):
+            m.stop("r-000000")
+    finally:
+        elsewhere.close(wait=True)
+        other.close()
+
+
+def test_stop_a_run_whose_process_died_says_so_and_changes_nothing(store, tmp_path):
+    code = ("import os, sys\n"
+            "from hft_core.config import RunConfig\n"
+            "from hft_core.store import RunStore\n"
+            "s = RunStore(sys.argv[1])\n"
+            "print(s.create_run(RunConfig(model='tiny:bert'), status='running'), flush=True)\n"
+            "os._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(store.home)], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run_id = out.stdout.split()[-1]
+    before = store.get_run(run_id)
+    with pytest.raises(StoreError, match=r"which is gone.*--resume"):
+        store.request_stop(run_id)
+    assert store.get_run(run_id) == before
 
 
 # ---- sweeps, validation, shutdown ------------------------------------------------------------------

@@ -1,0 +1,180 @@
+"""Where a run trains: one device per run, not one per process.
+
+    runtime = make_runtime(cfg.device, cfg.grad_accum, find_unused=...)
+    runtime.device              torch.device("cuda:1"), torch.device("cpu") ...
+    model, optimizer = runtime.prepare(model, optimizer)
+    with runtime.accumulate(model):  ... runtime.backward(loss)   # loss of one micro-batch
+
+Two kinds:
+
+* ``LocalRuntime`` (the usual case: the app's worker threads, the CLI, notebooks).
+  Plain PyTorch: the model is put on the run's own device and autocast is entered by
+  the trainer per forward pass. Nothing here is process-wide, so one process can train
+  a ``cuda:1`` run, a ``cpu`` run and a bf16 run side by side or one after another, each
+  in its own thread.
+* ``DistributedRuntime``, only under ``accelerate launch`` / ``torchrun`` (WORLD_SIZE > 1).
+  Accelerate's ``PartialState`` is one per process and fixes its device at the first
+  init, which is right there: one process per device, by construction.
+
+Both divide a micro-batch's loss by ``grad_accum`` in ``backward`` (as Accelerate does),
+so the accumulated gradient is the mean over the optimizer step's examples.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterable, Iterator
+
+import torch
+
+
+class DeviceError(ValueError):
+    """The run asks for a device this process cannot use. Raised before anything is loaded."""
+
+
+def distributed() -> bool:
+    """True under ``accelerate launch`` / ``torchrun`` with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def resolve_device(device: str) -> str:
+    """The concrete device of a config's ``device``: "auto" -> "cuda:0" if a GPU is visible else "cpu";
+    "cuda" -> "cuda:0". Other values are returned as given (see ``check_device``)."""
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        return "cuda:0"
+    return device
+
+
+def visible_devices() -> list[str]:
+    """The devices this process can train on: "cpu", then "cuda:0", "cuda:1", ..."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu"] + [f"cuda:{i}" for i in range(n)]
+
+
+def check_device(device: str) -> torch.device:
+    """The torch.device for a config's ``device``, or a DeviceError that says what exists here."""
+    name = resolve_device(device)
+    here = ", ".join(visible_devices())
+    if name == "mps":
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        raise DeviceError(f"device='mps' is not available in this process (no Apple GPU); devices here: {here}")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device={device!r} but no CUDA GPU is visible to this process; devices here: {here}. "
+                              f"Use device 'auto' or 'cpu', or run on a machine with a GPU.")
+        try:
+            dev = torch.device(name)
+        except RuntimeError:
+            raise DeviceError(f"device={device!r} is not a device name; use 'cuda:N' (devices here: {here})") from None
+        index = dev.index or 0
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device={device!r} does not exist: this process sees {torch.cuda.device_count()} "
+                              f"GPU(s) ({here}); pick one of those (check CUDA_VISIBLE_DEVICES)")
+        return torch.device("cuda", index)
+    raise DeviceError(f"device={device!r} is unknown; use 'auto', 'cpu', 'cuda' or 'cuda:N' (devices here: {here})")
+
+
+class LocalRuntime:
+    """One run on one device in this process; no process-wide state is touched."""
+
+    num_processes = 1
+    process_index = 0
+    is_main_process = True
+
+    def __init__(self, device: str, grad_accum: int = 1) -> None:
+        self.device = check_device(device)
+        self.grad_accum = int(grad_accum)
+
+    @contextlib.contextmanager
+    def on_device(self) -> Iterator[None]:
+        """Make the run's GPU the current CUDA device of this thread (kernels, caches, streams)."""
+        if self.device.type == "cuda":
+            with torch.cuda.device(self.device):
+                yield
+        else:
+            yield
+
+    def prepare(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        return model.to(self.device), optimizer
+
+    def unwrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def accumulate(self, model: torch.nn.Module):
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss / self.grad_accum).backward()
+
+    def clip_grad_norm_(self, params: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    def any_process(self, flag: bool) -> bool:
+        """True if ``flag`` is true on any process (here: just this one)."""
+        return bool(flag)
+
+
+class DistributedRuntime:
+    """Accelerate's DDP under ``accelerate launch`` / ``torchrun``: one process per device."""
+
+    def __init__(self, device: str, grad_accum: int = 1, find_unused: bool = False) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        want_cpu = resolve_device(device) == "cpu"
+        if not want_cpu:
+            check_device(device)
+        # find_unused_parameters: LP-FT/freezing/aux heads leave some parameters without gradients under DDP.
+        # Mixed precision is done by the trainer (autocast + its GradScaler), not by Accelerate.
+        self._acc = Accelerator(cpu=want_cpu, mixed_precision="no", gradient_accumulation_steps=grad_accum,
+                                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused)])
+        self.device = self._acc.device
+        self.num_processes = self._acc.num_processes
+        self.process_index = self._acc.process_index
+        self.is_main_process = self._acc.is_main_process
+
+    def on_device(self):
+        return contextlib.nullcontext()  # Accelerate set this process's device at init
+
+    def prepare(self, model, optimizer):
+        return self._acc.prepare(model, optimizer)
+
+    def unwrap_model(self, model):
+        return self._acc.unwrap_model(model)
+
+    def accumulate(self, model):
+        return self._acc.accumulate(model)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self._acc.backward(loss)  # divides by gradient_accumulation_steps itself
+
+    def clip_grad_norm_(self, params, max_norm: float):
+        return self._acc.clip_grad_norm_(params, max_norm)
+
+    def wait_for_everyone(self) -> None:
+        self._acc.wait_for_everyone()
+
+    def any_process(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any rank (a stop request seen by rank 0 stops all
+        ranks at the same step; otherwise the others would wait forever in the next all-reduce)."""
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+
+Runtime = Any  # LocalRuntime | DistributedRuntime
+
+
+def make_runtime(device: str, grad_accum: int = 1, *, find_unused: bool = False) -> Runtime:
+    """The runtime for one run: DistributedRuntime under a multi-process launch, else LocalRuntime."""
+    if distributed():
+        return DistributedRuntime(device, grad_accum, find_unused=find_unused)
+    return LocalRuntime(device, grad_accum)
