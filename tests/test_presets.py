@@ -119,6 +119,22 @@ def test_bad_presets_say_what_is_wrong(bad, words):
 def test_checks_hold_on_known_numbers():
     c = P.Check(metric="m", higher="a", lower="b")
     assert c.holds({"a": 0.9, "b": 0.2}) and not c.holds({"a": 0.1, "b": 0.2})
+def test_judge_fails_where_the_expectation_does_not_hold():
+    preset = P.parse_preset({"title": "t", "question": "q", "expected": "e", "look_for": "l",
+                             "base": {"model": "tiny:bert"}, "variants": [{"label": "a"}, {"label": "b"}],
+                             "checks": [{"higher": "a", "lower": "b"}, {"near": ["a", "b"], "tol": 0.05},
+                                        {"higher": "a", "lower": "b", "metric": "eval/macro_f1"}]}, name="j")
+
+    def verdicts(a: list[float], b: list[float] | None) -> list[bool | None]:
+        per_label = {"a": {"eval/accuracy": a}, **({"b": {"eval/accuracy": b}} if b is not None else {})}
+        return [held for _, held in P.judge(preset, per_label)]
+
+    assert verdicts([0.9, 0.8], [0.5, 0.6]) == [True, False, None]      # a far above b; macro-F1 never logged
+    assert verdicts([0.5, 0.6], [0.9, 0.8]) == [False, False, None]     # reversed: the expectation fails
+    assert verdicts([0.80, 0.84], [0.83, 0.82]) == [False, True, None]  # means 0.82 vs 0.825: near, not above
+    assert verdicts([0.9], None) == [None, None, None]                  # b has no finished run: not measurable
+
+
     n = P.Check(metric="m", near=("a", "b"), tol=0.05)
     assert n.holds({"a": 0.90, "b": 0.93}) and not n.holds({"a": 0.8, "b": 0.9})
 
@@ -139,6 +155,14 @@ def test_quick_mode_runs(preset, tmp_path, monkeypatch):
     if preset.base.get("task") == "causal-lm":  # sample answers before and after
         assert set(outcome.extra["samples"]) == set(preset.labels)
 
+    per_label = outcome.extra["per_label"]
+    for check, held in outcome.check_results:  # each verdict, recomputed here from the runs' own values
+        values = [per_label.get(label, {}).get(check.metric) for label in (list(check.near) or [check.higher, check.lower])]
+        if not all(values):
+            assert held is None, check
+            continue
+        means = [sum(v) / len(v) for v in values]
+        assert held is ((max(means) - min(means) <= check.tol) if check.near else means[0] > means[1]), check
 
 def test_a_preset_file_gives_a_run_config_for_train_config(tmp_path):
     path = P.PRESET_DIR / "finetune_vs_scratch.yaml"
