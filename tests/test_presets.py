@@ -116,9 +116,6 @@ def test_bad_presets_say_what_is_wrong(bad, words):
         P.parse_preset(d, name="bad")
 
 
-def test_checks_hold_on_known_numbers():
-    c = P.Check(metric="m", higher="a", lower="b")
-    assert c.holds({"a": 0.9, "b": 0.2}) and not c.holds({"a": 0.1, "b": 0.2})
 def test_judge_fails_where_the_expectation_does_not_hold():
     preset = P.parse_preset({"title": "t", "question": "q", "expected": "e", "look_for": "l",
                              "base": {"model": "tiny:bert"}, "variants": [{"label": "a"}, {"label": "b"}],
@@ -135,6 +132,9 @@ def test_judge_fails_where_the_expectation_does_not_hold():
     assert verdicts([0.9], None) == [None, None, None]                  # b has no finished run: not measurable
 
 
+def test_checks_hold_on_known_numbers():
+    c = P.Check(metric="m", higher="a", lower="b")
+    assert c.holds({"a": 0.9, "b": 0.2}) and not c.holds({"a": 0.1, "b": 0.2})
     n = P.Check(metric="m", near=("a", "b"), tol=0.05)
     assert n.holds({"a": 0.90, "b": 0.93}) and not n.holds({"a": 0.8, "b": 0.9})
 
@@ -152,9 +152,6 @@ def test_quick_mode_runs(preset, tmp_path, monkeypatch):
     for label in preset.labels:
         assert outcome.values.get(label), f"{preset.name}/{label}: no {preset.metric}"
     assert len(outcome.check_results) == len(preset.checks)
-    if preset.base.get("task") == "causal-lm":  # sample answers before and after
-        assert set(outcome.extra["samples"]) == set(preset.labels)
-
     per_label = outcome.extra["per_label"]
     for check, held in outcome.check_results:  # each verdict, recomputed here from the runs' own values
         values = [per_label.get(label, {}).get(check.metric) for label in (list(check.near) or [check.higher, check.lower])]
@@ -163,6 +160,9 @@ def test_quick_mode_runs(preset, tmp_path, monkeypatch):
             continue
         means = [sum(v) / len(v) for v in values]
         assert held is ((max(means) - min(means) <= check.tol) if check.near else means[0] > means[1]), check
+    if preset.base.get("task") == "causal-lm":  # sample answers before and after
+        assert set(outcome.extra["samples"]) == set(preset.labels)
+
 
 def test_a_preset_file_gives_a_run_config_for_train_config(tmp_path):
     path = P.PRESET_DIR / "finetune_vs_scratch.yaml"
