@@ -143,6 +143,15 @@ def chart_panel() -> None:
 
 st.fragment(chart_panel, run_every=2.0 if any_active else None)()
 
+# ---- a preset's group: the user's own runs against the preset's expected outcome ---------------
+from hft_core import presets  # noqa: E402
+from ui.preset_outcome import render_preset_outcome  # noqa: E402
+
+if presets.preset_of_group(ss.get("compare.group") or "") in {p.name for p in presets.list_presets()}:
+    with st.expander("Did the preset's expected outcome hold on these runs?", expanded=True):
+        render_preset_outcome(presets.load_preset(presets.preset_of_group(ss["compare.group"])), store,
+                              [ss["compare.group"]])
+
 tab_final, tab_diff, tab_export = st.tabs(["Final metrics", "Config diff", "Export"])
 df = ss.get("compare.last_df")
 with tab_final:

@@ -1,0 +1,130 @@
+"""A user's own runs of a preset judged against its expected outcome: hft_core.presets.judge_group,
+ui.preset_outcome (AppTest) and the Compare page's block for a preset's group. Runs are written
+straight into a temp store (no training)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hft_core import presets as P  # noqa: E402
+from hft_core.config import ConfigError  # noqa: E402
+from hft_core.store import RunStore  # noqa: E402
+
+PRESET = P.load_preset("finetune_vs_scratch")
+A1, A05, A0 = (v.label for v in PRESET.variants)  # alpha 1, alpha 0.5, alpha 0
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    s = RunStore(tmp_path)
+    yield s
+    s.close()
+
+
+def add_run(store: RunStore, group: str, label: str, seed: int, acc: float | None, status: str = "finished") -> str:
+    variant = next(v for v in PRESET.variants if v.label == label)
+    rid = store.create_run(P.variant_config(PRESET, variant, seed, group=group), status="running", group=group,
+                           name=label)
+    store.log_metrics(rid, 10, {"loss": 1.0})
+    if acc is not None:
+        store.log_metrics(rid, 40, {"eval/accuracy": acc})
+    store.set_status(rid, status)
+    store.flush()
+    return rid
+
+
+def test_group_names_give_their_preset():
+    assert P.preset_of_group(P.group_name(PRESET)) == "finetune_vs_scratch"
+    assert P.preset_of_group("lora_vs_full-1126-101500") == "lora_vs_full"
+    assert P.preset_of_group("my sweep") == "" and P.preset_of_group("") == ""
+
+
+def test_judge_group_held_did_not_hold_and_not_measurable(store):
+    group = "finetune_vs_scratch-1126-101500"
+    add_run(store, group, A1, 0, 0.90)
+    add_run(store, group, A1, 1, 0.80)
+    add_run(store, group, A05, 0, 0.95)    # alpha 0.5 above alpha 1: the first expectation fails
+    add_run(store, group, A05, 1, 0.85)
+    add_run(store, group, A0, 0, 0.20)
+    add_run(store, group, A0, 1, 0.99, status="failed")  # not counted
+    add_run(store, group, A0, 2, None, status="running")  # not counted
+    verdicts = P.judge_group(store, group)
+    assert [v.held for v in verdicts] == [False, True]
+    assert [v.verdict for v in verdicts] == ["did not hold", "held"]
+    assert verdicts[0].means == pytest.approx({A1: 0.85, A05: 0.90})
+    assert verdicts[1].runs == {A05: 2, A0: 1} and verdicts[1].missing == ()
+    assert P.preset_groups(store, PRESET) == [group]
+
+
+def test_judge_group_not_measurable_without_a_finished_run_of_a_variant(store):
+    group = "finetune_vs_scratch-1126-111500"
+    add_run(store, group, A1, 0, 0.9)
+    add_run(store, group, A05, 0, 0.5)
+    add_run(store, group, A0, 0, None, status="queued")
+    verdicts = P.judge_group(store, group)
+    assert [v.held for v in verdicts] == [True, None]
+    assert verdicts[1].missing == (A0,) and verdicts[1].verdict == "not measurable"
+    with pytest.raises(ConfigError, match="group 'my sweep' was not made by a preset"):
+        P.judge_group(store, "my sweep")
+
+
+def _outcome_page(home: str, preset_name: str) -> None:
+    from hft_core import presets as P
+    from hft_core.store import RunStore
+    from ui.preset_outcome import render_preset_outcome
+
+    render_preset_outcome(P.load_preset(preset_name), RunStore(home))
+
+
+def test_render_preset_outcome_lists_each_group_with_its_verdicts(store, tmp_path):
+    at = AppTest.from_function(_outcome_page, kwargs={"home": str(tmp_path), "preset_name": PRESET.name},
+                               default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert "No finished runs" in at.caption[0].value
+    old, new = "finetune_vs_scratch-1126-090000", "finetune_vs_scratch-1126-100000"
+    for label, acc in ((A1, 0.9), (A05, 0.6), (A0, 0.2)):
+        add_run(store, old, label, 0, acc)
+    add_run(store, new, A1, 0, 0.5)
+    add_run(store, new, A05, 0, 0.7)
+    add_run(store, new, A0, 0, None, status="running")
+    at.run()
+    assert not at.exception, at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert text.index(new) < text.index(old)  # newest group first
+    assert "2 of 3 runs finished, 1 still to come" in text
+    newest, oldest = (at.dataframe[i].value for i in range(2))
+    assert list(newest["verdict"]) == ["❌ did not hold", "… not measurable yet"]
+    assert list(oldest["verdict"]) == ["✅ held", "✅ held"]
+    assert "50.0%" in newest["means"][0] and "no finished run yet: alpha 0" in newest["means"][1]
+
+
+def test_compare_page_shows_the_outcome_of_a_preset_group(store, tmp_path):
+    from hft_core.runs import RunManager
+    from ui.state import MANAGER_KEY
+
+    group = "finetune_vs_scratch-1126-120000"
+    for label, acc in ((A1, 0.9), (A05, 0.6), (A0, 0.2)):
+        add_run(store, group, label, 0, acc)
+    add_run(store, "", A1, 0, 0.9)  # a run outside any group
+    mgr = RunManager(store, train_fn=lambda *a, **k: None)
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at.session_state[MANAGER_KEY] = mgr
+        at.run()
+        at.switch_page("pages/compare.py").run()
+        assert not at.exception, at.exception
+        assert not any("Did the preset" in e.label for e in at.expander)  # runs picked by hand: no verdicts
+        at.selectbox(key="compare.group").set_value(group).run()
+        assert not at.exception, at.exception
+        assert any("Did the preset" in e.label for e in at.expander)
+        verdicts = [list(d.value["verdict"]) for d in at.dataframe if "verdict" in d.value]
+        assert verdicts == [["✅ held", "✅ held"]]
+    finally:
+        mgr.shutdown()
