@@ -140,6 +140,11 @@ class Outcome:
     def metrics(self) -> dict[str, float]:
         return dict(getattr(self.result, "metrics", {}) or {})
 
+    @property
+    def checkpoint(self) -> str | None:
+        """The run's checkpoint folder: a model source (weights, tokenizer, run_config.yaml)."""
+        return getattr(self.result, "checkpoint", None)
+
 
 def execute_run(store: RunStore, run_id: str, train_fn: TrainFn, stop: threading.Event | None = None,
                 resume: bool = False) -> str:

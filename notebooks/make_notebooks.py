@@ -27,13 +27,13 @@ N_TRAIN = 32 if QUICK else 200
 N_EVAL = 16 if QUICK else 200'''
 
 BASELINE = '''from hft_core.config import RunConfig
+from hft_core.runs import run_here
 from hft_core.sinks import MemorySink
-from hft_core.trainer import train
 
 baseline = RunConfig(model=MODEL, data="bundled:bbc-news", n_train=N_TRAIN, n_eval=N_EVAL,
                      max_length=64, batch_size=16, max_steps=STEPS, eval_every=10, device="cpu", seed=0)
 baseline_log = MemorySink()
-baseline_result = train(baseline, baseline_log)
+baseline_result = run_here(baseline, sink=baseline_log)  # queued in the lab's store: the app's Live page shows it
 baseline_result.metrics'''
 
 PLOT = '''import pandas as pd
@@ -65,10 +65,13 @@ def notebook(title: str, intro: str, cells: list[tuple[str, str]]) -> nbformat.N
 NOTEBOOKS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {}
 
 NOTEBOOKS["00_quickstart"] = ("Quickstart: one fine-tuning run with hft_core", """\
-Fine-tune a small pretrained model on BBC News (5 topics) with `hft_core.trainer.train`,
-collect its numbers in a `MemorySink`, and plot them. Every other notebook is this one
+Fine-tune a small pretrained model on BBC News (5 topics) with `hft_core.runs.run_here`,
+collect its numbers in a `MemorySink`, and plot them. The run goes through the lab's queue and
+store like any other (`run_here`): the app's Live page shows it while it trains, Stop there
+stops it, and Runs keeps it. Every other notebook is this one
 plus **one** idea, with the new lines marked `# NEW`.""", [
-    ("md", "## The baseline run\nA `RunConfig` describes the run; `train` runs it and sends every number to the sink."),
+    ("md", "## The baseline run\nA `RunConfig` describes the run; `run_here` queues it in the store, trains it here "
+           "in its turn and sends every number to the store and to the sink."),
     ("code", BASELINE),
     ("md", "## What was logged\nEvery step logs `loss` and each loss term (`loss/task`, ...), the learning rate, "
            "throughput; every eval logs `eval/*`."),
@@ -81,8 +84,8 @@ frame.tail()'''),
     ("md", "## The run's log\nEvents: the device and precision plan, the data, the final metrics."),
     ("code", '''for level, message in baseline_log.events:
     print(f"[{level}] {message[:160]}")'''),
-    ("md", "The same run from a terminal: `python -m hft_core train --set n_train=200 --set max_length=64 "
-           "--set max_steps=40`; the dashboard shows it live."),
+    ("md", "The same run from a terminal: `hft train --set n_train=200 --set max_length=64 "
+           "--set max_steps=40`; the app's Live page shows it, wherever it was started."),
 ])
 
 NOTEBOOKS["01_alpha_blend"] = ("Alpha blend: pretrained x random start", r"""\
@@ -94,11 +97,11 @@ baseline, $\alpha = 0$ trains from scratch. **New:** one line, `mix.blend.alpha`
     ("code", '''# NEW: start from half pretrained, half fresh random weights
 blended = baseline.with_overrides({"mix.blend.alpha": 0.5})  # NEW
 blended_log = MemorySink()
-blended_result = train(blended, blended_log)
+blended_result = run_here(blended, sink=blended_log)
 # NEW: and from scratch, for the other end
 scratch = baseline.with_overrides({"mix.blend.alpha": 0.0})  # NEW
 scratch_log = MemorySink()
-scratch_result = train(scratch, scratch_log)
+scratch_result = run_here(scratch, sink=scratch_log)
 {"baseline": baseline_result.metrics, "alpha 0.5": blended_result.metrics, "alpha 0": scratch_result.metrics}'''),
     ("code", PLOT),
     ("code", '''logs = {"baseline (alpha 1)": baseline_log, "alpha 0.5": blended_log, "alpha 0 (scratch)": scratch_log}
@@ -115,24 +118,21 @@ from a random start, once on the labels alone and once with the teacher's soften
 predictions too (Hinton et al. 2015):
 $(1-r)\,\mathrm{CE}(s, y) + r\,T^2\,\mathrm{KL}(\mathrm{softmax}(t/T) \Vert \mathrm{softmax}(s/T))$.
 **New:** `mix.kd.teacher` pointing at the teacher's checkpoint.""", [
-    ("code", BASELINE.replace("baseline_result = train(baseline, baseline_log)",
-                              "# the teacher: the baseline run, with a checkpoint folder to load it from\n"
-                              "from hft_core.home import hft_home\n"
-                              "baseline_result = train(baseline, baseline_log, out_dir=hft_home() / \"notebooks\" / \"02_teacher\")")),
+    ("code", BASELINE),
     ("code", '''teacher_folder = baseline_result.checkpoint  # model weights + tokenizer + run_config.yaml
 teacher_folder'''),
     ("md", "## The student alone\n`tiny:bert` shares MiniLM's tokenizer, so the teacher's inputs and the student's match."),
     ("code", '''STUDENT_STEPS = 3 if QUICK else 150
 student = baseline.with_overrides({"model": "tiny:bert", "lr": 1e-3, "max_steps": STUDENT_STEPS, "eval_every": 50})
 student_log = MemorySink()
-student_result = train(student, student_log)
+student_result = run_here(student, sink=student_log)
 student_result.metrics'''),
     ("md", "## The one new idea: learn from the teacher too"),
     ("code", '''# NEW: the same student, now also matching the teacher's predictions at temperature 2
 distilled = student.with_overrides({"mix.kd.teacher": teacher_folder, "mix.kd.temperature": 2.0,  # NEW
                                     "mix.kd.ratio": 0.5})  # NEW
 distilled_log = MemorySink()
-distilled_result = train(distilled, distilled_log)
+distilled_result = run_here(distilled, sink=distilled_log)
 {"teacher": baseline_result.metrics["eval/accuracy"], "student alone": student_result.metrics["eval/accuracy"],
  "student + KD": distilled_result.metrics["eval/accuracy"]}'''),
     ("code", PLOT),
@@ -156,7 +156,7 @@ weight decay off. **New:** `mix.l2sp`, `weight_decay=0`, and a few-shot training
     ("code", '''# NEW: penalise the distance from the starting weights; the penalty replaces weight decay
 l2sp = baseline.with_overrides({"mix.l2sp.beta": 0.01, "mix.l2sp.gamma": 0.01, "weight_decay": 0.0})  # NEW
 l2sp_log = MemorySink()
-l2sp_result = train(l2sp, l2sp_log)
+l2sp_result = run_here(l2sp, sink=l2sp_log)
 {"baseline": baseline_result.metrics, "L2-SP": l2sp_result.metrics}'''),
     ("code", PLOT),
     ("code", '''curves({"L2-SP": l2sp_log}, "loss/l2sp", "the L2-SP term: 0 at the start, grows as the weights move")'''),
@@ -174,7 +174,7 @@ learning rate, which LoRA usually needs.""", [
     ("code", '''# NEW: rank-8 adapters on query/value; only they and the new head train
 lora = baseline.with_overrides({"mix.lora.r": 8, "lr": 1e-3})  # NEW
 lora_log = MemorySink()
-lora_result = train(lora, lora_log)
+lora_result = run_here(lora, sink=lora_log)
 {"baseline": baseline_result.metrics, "LoRA": lora_result.metrics}'''),
     ("code", '''# NEW: how many parameters each run trained
 for name, log in {"full": baseline_log, "LoRA r=8": lora_log}.items():
@@ -200,7 +200,7 @@ print(plan.warning or "native bf16: expect a speed-up")'''),
     ("md", "## The one new idea: bf16 autocast"),
     ("code", '''bf16 = baseline.with_overrides({"precision": "bf16"})  # NEW
 bf16_log = MemorySink()
-bf16_result = train(bf16, bf16_log)
+bf16_result = run_here(bf16, sink=bf16_log)
 {"fp32": baseline_result.metrics, "bf16": bf16_result.metrics}'''),
     ("code", '''import statistics
 
@@ -227,7 +227,7 @@ for op, text in eda_examples("The central bank raised interest rates again on Th
     ("code", '''# NEW: two augmented copies of every example, 10% of the words changed per operation
 eda = baseline.with_overrides({"mix.eda.rate": 0.1, "mix.eda.copies": 2})  # NEW
 eda_log = MemorySink()
-eda_result = train(eda, eda_log)
+eda_result = run_here(eda, sink=eda_log)
 {"baseline": baseline_result.metrics, "EDA": eda_result.metrics}'''),
     ("code", PLOT),
     ("code", '''curves({"baseline": baseline_log, "EDA": eda_log}, "eval/accuracy", "eval accuracy")'''),
@@ -240,9 +240,7 @@ NOTEBOOKS["07_wise_ft"] = ("WiSE-FT: interpolate after fine-tuning", r"""\
 Fine-tune (the baseline), then walk the straight line between the starting weights and
 the fine-tuned ones, $\theta(a) = (1-a)\,\theta_0 + a\,\theta_{ft}$, and evaluate each point
 (Wortsman et al. 2022). No extra training. **New:** `merge.wise_ft_sweep` after the run.""", [
-    ("code", BASELINE.replace("baseline_result = train(baseline, baseline_log)",
-                              "from hft_core.home import hft_home\n"
-                              "baseline_result = train(baseline, baseline_log, out_dir=hft_home() / \"notebooks\" / \"07_finetuned\")")),
+    ("code", BASELINE),
     ("md", "## The one new idea: sweep a from the start to the fine-tuned weights"),
     ("code", '''# NEW: the same held-out examples the run evaluated on
 from hft_core import data, merge

@@ -43,3 +43,10 @@ def test_runs_top_to_bottom(path, tmp_path, monkeypatch):
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
+    if path.stem == "00_quickstart":  # a notebook's run is in the lab's store, like any other (Live shows it)
+        from hft_core.store import RunStore
+
+        with RunStore(tmp_path / "home") as store:
+            runs = store.list_runs()
+            assert [r.status for r in runs] == ["finished"]
+            assert not store.metrics(runs[0].id, names=["loss"]).empty
