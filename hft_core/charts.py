@@ -392,7 +392,8 @@ def _base_layout() -> dict[str, Any]:
             "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
             "hoverlabel": {"align": "left", "bgcolor": "rgba(38,39,48,0.94)", "bordercolor": AXIS_LINE,
                            "font": {"color": "#FAFAFA"}},
-            "xaxis": dict(axis), "yaxis": dict(axis), "title": {"x": 0.05}}
+            "modebar": {"bgcolor": "rgba(0,0,0,0)", "color": AXIS_LINE, "activecolor": NEUTRAL_TEXT},
+            "xaxis": dict(axis), "yaxis": {**axis, "hoverformat": ".4~g"}, "title": {"x": 0.05}}
 
 
 def themed(spec: Mapping[str, Any], theme: str | None) -> dict[str, Any]:
