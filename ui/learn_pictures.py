@@ -150,7 +150,8 @@ def picture_eda() -> None:
         rows = explain.eda_examples(sentence, rate, copies=4, seed=int(seed))
     st.table([{"operation": op, "augmented sentence": text} for op, text in rows])
     st.caption("Synonyms come from WordNet 3.0 (read with nltk from installed files); stop words such as 'the' or "
-               "'on' are never replaced. Insertion copies one of the sentence's own words.")
+               "'on' are never replaced. As in EDA, the word's sense is not known, so some synonyms are odd "
+               "('raised' -> 'farm', from 'raise crops'). Insertion copies one of the sentence's own words.")
 
 
 def picture_neftune() -> None:
@@ -214,8 +215,9 @@ def picture_reinit() -> None:
     fig.update_layout(barmode="group")
     st.plotly_chart(fig, key="reinit_chart")
     st.caption("Computed with the reinit strategy's own function on the loaded MiniLM (head left out). Lower blocks "
-               "keep their pretrained weights bit for bit; re-initialised ones are drawn from N(0, 0.02²), narrower "
-               "than the trained weights, and carry nothing of what pretraining learnt.")
+               "keep their pretrained weights bit for bit; re-initialised ones are drawn from N(0, 0.02²) and carry "
+               "nothing of what pretraining learnt: narrower than the trained blocks (this sentence-embedding "
+               "model's pooler, which its embeddings never used, was smaller still).")
 
 
 def picture_mixout() -> None:
@@ -267,7 +269,7 @@ def picture_aux() -> None:
 def _trainable_grid(tm, key: str, title: str) -> None:
     c1, c2 = st.columns(2)
     c1.metric("trainable parameters", f"{tm.n_trainable:,}")
-    c2.metric("share of the model", f"{100 * tm.n_trainable / tm.n_total:.1f}%")
+    c2.metric("share of the model", f"{100 * tm.n_trainable / tm.n_total:.2g}%")
     short = [c.replace("attention.", "att.").replace(".weight", ".w").replace(".bias", ".b") for c in tm.cols]
     fig = go.Figure(go.Heatmap(z=tm.trainable, x=short, y=tm.rows, zmin=0, zmax=1, showscale=False, xgap=2, ygap=2,
                                colorscale=[[0, FROZEN], [1, TRAINS]],
@@ -305,7 +307,8 @@ def picture_lpft() -> None:
     fig.add_scatter(x=sched.steps, y=sched.lr, name="learning rate (linear decay, 1e-4)")
     fig.add_scatter(x=sched.steps, y=sched.backbone_trainable, name="lpft/backbone_trainable", yaxis="y2",
                     line=dict(shape="hv", dash="dash"))
-    fig.update_layout(yaxis2=dict(overlaying="y", side="right", range=[-0.05, 1.05], title="backbone trains"))
+    fig.update_layout(yaxis2=dict(overlaying="y", side="right", range=[-0.05, 1.05], title="backbone trains",
+                                  tickvals=[0, 1], ticktext=["no", "yes"], showgrid=False))
     fig.add_vrect(x0=0.5, x1=h + 0.5, fillcolor="#ff7f0e", opacity=0.08, line_width=0)
     st.plotly_chart(fig, key="lpft_chart")
     st.caption("From the trainer's own scheduler and the LP-FT strategy's own step hook: during the shaded steps "
@@ -359,6 +362,10 @@ def picture_pretraining() -> None:
     c1.metric("tokens the model must predict", f"{len(chosen)} of {sum(t.kind != 'special' for t in toks)}")
     c2.metric("shown as [MASK]", sum(t.kind == "[MASK]" for t in toks))
     c3.metric("random / kept", f"{sum(t.kind == 'random' for t in toks)} / {sum(t.kind == 'kept' for t in toks)}")
+    _chips([(name, colour, name) for name, colour in (("[MASK]", MASK_COLOURS["[MASK]"]),
+                                                       ("random token", MASK_COLOURS["random"]),
+                                                       ("kept, still predicted", MASK_COLOURS["kept"]),
+                                                       ("not chosen", MASK_COLOURS["not chosen"]))])
     st.markdown("**What the model sees** (hover a token for the original):")
     _chips([(t.shown, MASK_COLOURS[t.kind], f"{t.kind}: original '{t.original}'") for t in toks])
     st.markdown("**What it must predict:** " + (", ".join(f"`{t.original}`" for t in chosen) or "nothing"))

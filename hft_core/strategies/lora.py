@@ -146,7 +146,7 @@ register(StrategySpec(
     title="LoRA (low-rank adapters)",
     summary="Freeze the pretrained weights and train small low-rank updates of every linear layer of the blocks "
             "(or only attention query/value), plus the head.",
-    reference="Hu et al. 2021",
+    reference="Hu et al. 2021; all linear layers: Dettmers et al. 2023 (QLoRA)",
     conflicts={"freeze": _WHY.format(other="freezing layers"),
                "half_ft": _WHY.format(other="Half Fine-Tuning's random freezing"),
                "mixout": "Mixout mixes trainable weights with their pretrained values, but LoRA freezes those "
