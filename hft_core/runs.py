@@ -567,6 +567,13 @@ class RunManager:
                                                    slots=self.max_per_device, check=False).start()
         w.wake()
 
+    def serve_all(self) -> "RunManager":
+        """Start a worker for every device this manager serves now (the app does, at start: runs queued
+        by `hft train --detach`, a notebook or an earlier app session are trained without a click)."""
+        for device in self.devices:
+            self._serve(device)
+        return self
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this RunManager was shut down; create a new one to submit runs")
