@@ -74,6 +74,7 @@ class Probe:
     steps_timed: int
     measured_at: float
     what: str                   # "tiny:bert fp32 on cpu, batch 16 x 128 tokens"
+    load_per_core: float = 0.0  # the 1-minute load average / cores while it ran: > 1 means a shared CPU
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,16 @@ def count_saves(cfg: RunConfig) -> int:
     return ((cfg.max_steps - 1) // cfg.checkpoint_every if cfg.checkpoint_every else 0) + 1
 
 
+BUSY_LOAD = 1.5   # load per core above which a figure was measured on a CPU shared with other work
+
+
+def load_per_core() -> float:
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:  # not available on this platform
+        return 0.0
+
+
 def estimate_from_probe(cfg: RunConfig, probe: Probe) -> Estimate:
     """Load + steps + evals + checkpoints of ``cfg``, from a probe of its shape."""
     n_eval = eval_examples(cfg, probe.eval_pool)
@@ -173,8 +184,10 @@ def estimate_from_probe(cfg: RunConfig, probe: Probe) -> Estimate:
     save_s = count_saves(cfg) * probe.save_s
     load_s = probe.load_s + probe.first_step_extra_s
     total = load_s + cfg.max_steps * probe.step_s + eval_s + save_s
+    busy = (f" while the CPU was busy (load {probe.load_per_core:.1f} per core): measure again when it is quieter"
+            if probe.load_per_core > BUSY_LOAD else "")
     return Estimate(total, probe.step_s, cfg.max_steps, load_s, eval_s, save_s, "probe",
-                    f"measured by a {probe.steps_timed + 1}-step probe {ago(probe.measured_at)}")
+                    f"measured by a {probe.steps_timed + 1}-step probe {ago(probe.measured_at)}{busy}")
 
 
 class _ClockSink:
@@ -245,8 +258,9 @@ def run_probe(cfg: RunConfig, cancel: Callable[[], bool] | None = None) -> Probe
         shutil.rmtree(out, ignore_errors=True)
     if clock.cancelled:
         raise ProbeCancelled(f"the probe of {cfg.model} was cancelled")
-    return _probe_from_marks(shape_key(cfg), clock.marks, t0, t_end, n_probe_eval, pool, result.status,
-                             describe_shape(cfg))
+    probe = _probe_from_marks(shape_key(cfg), clock.marks, t0, t_end, n_probe_eval, pool, result.status,
+                              describe_shape(cfg))
+    return dataclasses.replace(probe, load_per_core=load_per_core())
 
 
 def _probe_from_marks(key: str, marks: list[tuple[float, int, str]], t0: float, t_end: float, n_eval: int,
@@ -543,10 +557,11 @@ class Prober:
         status, value = self.result(shape_key(cfg))
         return (status, value) if status != "ready" else ("ready", estimate_from_probe(cfg, value))
 
-    def retry(self, key: str) -> None:
-        """Forget a failure, so the next request measures again."""
+    def forget(self, key: str) -> None:
+        """Forget a result or a failure, so the next request measures again."""
         with self._lock:
             self._errors.pop(key, None)
+            self._done.pop(key, None)
 
     def idle(self) -> bool:
         with self._lock:

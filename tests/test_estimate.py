@@ -29,6 +29,7 @@ def test_probe_on_tiny_bert_measures_every_part_and_is_cached(home, monkeypatch)
     assert probe.step_s > 0 and probe.load_s > 0 and probe.eval_s_per_example > 0 and probe.save_s > 0
     assert probe.steps_timed == est.PROBE_STEPS - 1
     assert probe.eval_pool == 425  # 20% of BBC News's 2,125 distinct articles
+    assert probe.load_per_core >= 0
     assert "tiny:bert fp32 on cpu, batch 8 × 32 tokens" == probe.what
     stored = json.loads((home / "cache" / est.CACHE_FILE).read_text())
     assert stored[probe.key]["step_s"] == probe.step_s
@@ -59,6 +60,9 @@ def test_estimate_adds_load_steps_evals_and_checkpoints():
     assert e.load_s == pytest.approx(2.25)
     assert e.total_s == pytest.approx(2.25 + 40 * 0.5 + 5.5 + 2.25)
     assert e.line().startswith("≈ 0.5 s/step here → 40 steps ≈ 30 s")
+    assert "busy" not in e.detail
+    busy = est.estimate_from_probe(cfg, dataclasses.replace(probe, load_per_core=4.2))
+    assert "while the CPU was busy (load 4.2 per core): measure again" in busy.detail
     everything = dataclasses.replace(cfg, n_eval=0, eval_every=0, checkpoint_every=0)
     assert est.estimate_from_probe(everything, probe).eval_s == pytest.approx(300 * 0.01 + 1.5)  # n_eval 0 = all
 

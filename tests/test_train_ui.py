@@ -229,3 +229,20 @@ def test_bf16_message_uses_this_models_probes_when_both_exist(tmp_path, monkeypa
     assert cost.bf16_message(dataclasses.replace(cfg, precision="fp32"), device_check.precision_check(
         "fp32", "cpu")[0], FakeProber()) is None
     estimate.forget()
+
+
+def test_measure_again_forgets_the_figure_so_the_next_request_probes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    estimate.forget()
+    cfg = RunConfig(model="tiny:bert", device="cpu")
+    key = estimate.shape_key(cfg)
+    estimate._MEMO[key] = estimate.Probe(key=key, step_s=0.1, first_step_extra_s=0, load_s=0, eval_s_per_example=0,
+                                         eval_fixed_s=0, save_s=0, eval_pool=1, steps_timed=3,
+                                         measured_at=time.time(), what="")
+    prober = estimate.Prober()
+    try:
+        assert prober.state(cfg)[0] == "ready"
+        cost.measure_again(cfg, prober)
+        assert estimate.cached_probe(cfg) is None and prober.state(cfg) == ("idle", None)
+    finally:
+        prober.close()

@@ -97,6 +97,17 @@ def render_estimate(cfg: RunConfig, store: Any, device: str) -> None:
         now, text = estimate_message(cfg, store, probes, device_busy(store, device))
         if status in MEASURING and now not in MEASURING:
             st.rerun()
-        st.caption(f":material/timer: {text}")
+        left, right = st.columns([12, 2], vertical_alignment="center")
+        left.caption(f":material/timer: {text}")
+        if probes_enabled() and (now == "failed" or (now == "ready" and estimate.cached_probe(cfg) is not None)):
+            right.button("Measure again", key="f.measure_again", type="tertiary", on_click=measure_again,
+                         args=(cfg, probes), help="Forget this figure and probe the run's shape afresh "
+                         "(e.g. after the CPU was busy with other work).")
 
     st.fragment(draw, run_every=1.0 if status in MEASURING else None)()
+
+
+def measure_again(cfg: RunConfig, probes: estimate.Prober) -> None:
+    """Drop the cached figure (and a failure) of ``cfg``'s shape: the next page run probes it again."""
+    estimate.forget(cfg)
+    probes.forget(estimate.shape_key(cfg))
