@@ -228,6 +228,8 @@ def test_bf16_message_uses_this_models_probes_when_both_exist(tmp_path, monkeypa
     assert text.startswith("bf16 here is 4.0× slower than fp32, measured for tiny:bert at this batch and length")
     assert cost.bf16_message(dataclasses.replace(cfg, precision="fp32"), device_check.precision_check(
         "fp32", "cpu")[0], FakeProber()) is None
+    emulated = dataclasses.replace(plan, warning="this CPU has no native bf16 ...")
+    assert "(emulated: this CPU has no native bf16)" in cost.bf16_message(cfg, emulated, FakeProber())
     estimate.forget()
 
 
