@@ -1,4 +1,4 @@
-"""hft (= python -m hft_core) train|stop|queue|worker|preset|list|export|delete|merge
+"""hft (= python -m hft_core) train|stop|queue|worker|preset|search|list|export|delete|merge
 
     hft train --config presets/finetune.yaml --set lr=3e-4 --set mix.blend.alpha=0.5
     hft train --set model=tiny:bert --set max_steps=20       # queue it, wait its turn, train it here
@@ -9,6 +9,8 @@
     hft worker --device cuda:1                               # serve a device's queue from this terminal
     accelerate launch --num_processes 2 -m hft_core train --config cfg.yaml    # DDP; rank 0 writes
     hft preset finetune_vs_scratch --seeds 3                 # a teaching preset, all variants
+    hft search --config presets/search/lr_alpha_beta.yaml --trials 12 --pruner median   # an Optuna study
+    hft search --config search.yaml --backend ray --address auto    # each trial a task on a Ray cluster
     hft list
     hft export r-3f9a2c --format csv --out ./export
     hft merge wise-ft --a bundled:minilm-l6 --b run:r-3f9a2c
@@ -76,6 +78,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.print_config:
             print(cfg.to_yaml())
             return 0
+        from hft_core.models import model_kind
+
+        model_kind(cfg.model)  # an unknown or unreachable model is refused now, not after waiting in the queue
     if args.detach:
         return _detach(store, cfg, args.resume)
     progress = None if args.quiet else ProgressSink(cfg.max_steps)
@@ -173,7 +178,13 @@ def cmd_preset(args: argparse.Namespace) -> int:
         return 0
     preset = load_preset(args.name)
     seeds = _seed_list(args.seeds) if args.seeds else None
-    outcome = run_preset_here(preset, seeds, quick=args.quick, log=lambda m: print(m, file=sys.stderr))
+    if args.backend == "ray":  # each run a Ray task; results come back to this machine's store
+        from hft_core.ray_backend import run_preset_on_ray
+
+        outcome = run_preset_on_ray(preset, seeds, quick=args.quick, address=args.address,
+                                    log=lambda m: print(m, file=sys.stderr))
+    else:
+        outcome = run_preset_here(preset, seeds, quick=args.quick, log=lambda m: print(m, file=sys.stderr))
     print(f"\n{preset.title} ({preset.metric}, mean ± sd over {len(seeds or [0])} seed(s))")
     for label in outcome.values:
         mean, sd = outcome.mean_sd(label)
@@ -339,6 +350,12 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return merge.cli(args)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from hft_core import search  # Optuna (and Ray, with --backend ray) are imported only when a study runs
+
+    return search.cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hft_core import __version__
 
@@ -375,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("name", nargs="?", default="", help="preset name or YAML path; empty = list them")
     pr.add_argument("--seeds", default="", help="3 = seeds 0,1,2; or a list, e.g. 3,4,5 (default: the preset's first)")
     pr.add_argument("--quick", action="store_true", help="tiny models, a few steps: seconds, for checking")
+    pr.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="local: train here, one run after another; ray: each run a Ray task on a cluster")
+    pr.add_argument("--address", default=None, help="with --backend ray: 'auto' or ray://host:10001 "
+                    "(default: a local Ray instance for this command)")
     pr.set_defaults(fn=cmd_preset)
     ls = sub.add_parser("list", help="runs in the store with status and last metrics")
     ls.add_argument("--status", default="")
@@ -391,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hft_core import merge
 
     merge.add_parser(sub)
+    from hft_core import search
+
+    search.add_parser(sub).set_defaults(fn=cmd_search)
     return p
 
 

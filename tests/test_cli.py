@@ -1,0 +1,164 @@
+"""The CLI verbs end to end on a tiny model: what they print, what they leave in the store, their exit codes.
+
+Most run in-process (``hft_core.cli.main``: no interpreter start-up per call); Ctrl-C and a
+closed pipe need a real process.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hft_core.cli import main
+from hft_core.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFT_HOME", str(tmp_path / "home"))
+    rows = [(f"the match ended with a late goal number {i}", "sport") if i % 2 else
+            (f"shares fell as the bank cut rates again {i}", "business") for i in range(48)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "toy.csv", index=False)
+    return tmp_path
+
+
+def sets(home: Path, **over) -> list[str]:
+    values = {"model": "tiny:bert", "data": str(home / "toy.csv"), "batch_size": 4, "max_length": 32,
+              "max_steps": 4, "eval_every": 2, "n_eval": 8, "lr": 1e-3, "device": "cpu", **over}
+    return [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
+
+
+def only_run(home: Path):
+    with RunStore(home / "home") as store:
+        (rec,) = store.list_runs()
+        return rec, store.metrics(rec.id)
+
+
+def test_train_prints_the_result_and_leaves_the_run_in_the_store(home, capsys):
+    assert main(["train", *sets(home), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    rec, metrics = only_run(home)
+    assert f"run {rec.id} finished at step 4" in out and "eval/accuracy = " in out
+    assert f"checkpoint: {rec.checkpoint_dir}" in out and Path(rec.checkpoint_dir, "run_config.yaml").is_file()
+    assert rec.status == "finished" and sorted(set(metrics[metrics.name == "loss"].step)) == [1, 2, 3, 4]
+    assert f"`hft stop {rec.id}`" in err  # says how to stop it from elsewhere
+
+
+def test_bad_input_is_one_line_and_exit_2(home, capsys):
+    for argv, words in ((["train", "--set", "lr=7"], "lr=7"),
+                        (["train", "--set", "nonsense=1"], "unknown field 'nonsense'"),
+                        (["train", "--set", "model=tiny:nope"], "tiny:nope"),
+                        (["train", "--resume", "r-000000"], "no run 'r-000000'"),
+                        (["export", "r-000000"], "no run 'r-000000'"),
+                        (["delete", "r-000000"], "no run 'r-000000'"),
+                        (["preset", "no_such_preset"], "not found"),
+                        (["preset", "finetune_vs_scratch", "--seeds", "x"], "--seeds 'x'")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], (argv, err)
+
+
+def test_stop_then_resume_continues_the_step_axis(home, capsys):
+    assert main(["train", *sets(home, max_steps=6, checkpoint_every=0), "--quiet"]) == 0
+    rec, _ = only_run(home)
+    with RunStore(home / "home") as store:  # as if it had been stopped at step 6 of 10
+        store.set_status(rec.id, "stopped")
+        store._wcon.execute("UPDATE runs SET config_json = json_set(config_json, '$.max_steps', 10) WHERE id = ?",
+                            (rec.id,))
+    capsys.readouterr()
+    assert main(["train", "--resume", rec.id, "--quiet"]) == 0
+    assert f"run {rec.id} finished at step 10" in capsys.readouterr().out
+    rec, metrics = only_run(home)
+    assert sorted(set(metrics[metrics.name == "loss"].step)) == list(range(1, 11))
+    assert main(["train", "--resume", rec.id]) == 2  # finished: nothing to resume
+    assert "only stopped, interrupted, failed, pruned runs can be resumed" in capsys.readouterr().err
+
+
+def test_list_export_delete(home, capsys, tmp_path):
+    assert main(["train", *sets(home, name="first run"), "--quiet"]) == 0
+    rec, metrics = only_run(home)
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["id", "status", "group"] and rec.id in out[1] and "finished" in out[1]
+    assert main(["list", "--status", "running"]) == 0 and "no runs" in capsys.readouterr().out
+
+    assert main(["export", rec.id, "--out", str(tmp_path / "x")]) == 0
+    files = capsys.readouterr().out.split()
+    assert sorted(Path(f).name for f in files) == ["config.yaml", "events.csv", "metrics.csv"]
+    wide = pd.read_csv(tmp_path / "x" / "metrics.csv")
+    assert list(wide.step) == sorted(set(metrics.step)) and "eval/accuracy" in wide
+
+    assert main(["delete", rec.id]) == 0 and f"deleted {rec.id}" in capsys.readouterr().out
+    assert RunStore(home / "home").list_runs() == [] and not Path(rec.checkpoint_dir).exists()
+
+
+def test_preset_quick_runs_every_variant_as_one_group(home, capsys):
+    assert main(["preset", "finetune_vs_scratch", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "expected:" in out and "open the group 'finetune_vs_scratch-" in out
+    with RunStore(home / "home") as store:
+        runs = store.list_runs()
+        assert {r.status for r in runs} == {"finished"} and len({r.group for r in runs}) == 1
+        assert len(runs) == 3  # alpha 1, 0.5, 0
+
+
+def test_queue_shows_what_waits_and_what_runs(home, capsys):
+    with RunStore(home / "home") as store:
+        from hft_core.config import RunConfig
+
+        a = store.create_run(RunConfig(model="tiny:bert", device="cpu", name="waiting one"), device="cpu")
+    assert main(["queue"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu: 0 worker(s) (none: queued runs wait for the app or `hft worker`)" in out
+    assert f"queued  1 {a}" in out and "waiting one" in out
+    assert main(["stop", a]) == 0 and f"cancelled {a}" in capsys.readouterr().out
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "HFT_HOME": str(home / "home"), "HFT_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(ROOT)}
+
+
+def test_ctrl_c_asks_the_run_to_stop_with_a_checkpoint(home):
+    log = open(home / "train.log", "w")
+    p = subprocess.Popen([sys.executable, "-m", "hft_core", "train", *sets(home, max_steps=100_000, eval_every=0),
+                          "--quiet"], env=_env(home), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        with RunStore(home / "home") as store:
+            while not (store.list_runs() and store.last_metrics(store.list_runs()[0].id).get("step", 0) >= 3):
+                assert p.poll() is None and time.monotonic() < deadline, (home / "train.log").read_text()
+                time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=120) == 130
+    finally:
+        if p.poll() is None:
+            p.kill()
+    text = (home / "train.log").read_text()
+    assert "stopping run" in text and "resume with: hft train --resume" in text and "Traceback" not in text
+    rec, metrics = only_run(home)
+    assert rec.status == "stopped" and rec.stop_reason == "Ctrl-C in its terminal"
+    from hft_core.runs import checkpoint_step
+
+    assert checkpoint_step(Path(rec.checkpoint_dir).parent) == int(metrics.step.max())
+
+
+def test_a_closed_pipe_ends_quietly(home):
+    with RunStore(home / "home") as store:
+        from hft_core.config import RunConfig
+
+        for i in range(300):  # more lines than one pipe buffer's worth of `head`
+            store.create_run(RunConfig(model="tiny:bert", name=f"run {i}"), status="finished")
+    out = subprocess.run(f"{sys.executable} -m hft_core list | head -2", shell=True, env=_env(home), cwd=ROOT,
+                         capture_output=True, text=True, timeout=180)
+    assert len(out.stdout.splitlines()) == 2
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
