@@ -19,11 +19,7 @@ from ui import form_state as fs
 from ui import state as ui_state
 from ui import train_form as tf
 from ui.fields import PERSIST, field_widget, headline_label, strategy_card
-
-try:  # ui/preset_outcome.py (another helper): the user's own finished runs of a preset vs its expected outcome
-    from ui.preset_outcome import render_preset_outcome
-except ImportError:
-    render_preset_outcome = None
+from ui.preset_outcome import render_preset_outcome
 
 ui_state.through_app()  # first: a page opened by its URL on a fresh server runs inside app.py
 
@@ -72,8 +68,7 @@ with top_right:
         if chosen.result:
             with st.expander("Measured on a 2-core CPU: what held and what did not"):
                 st.markdown(chosen.result)
-        if render_preset_outcome is not None:  # the user's own runs of this preset, against the expected outcome
-            render_preset_outcome(chosen, ui_state.store())
+        render_preset_outcome(chosen, ui_state.store())  # the user's own runs of it against the expected outcome
 
 token, preset_clicked = ss["f.token"], False
 if chosen is not None:  # the whole comparison, queued as one group and opened on Compare
