@@ -3,19 +3,21 @@
 Two sources, both measured on this machine:
 
 * a **probe**: a real run of the same config cut to 4 steps (``trainer.train`` itself, so
-  every strategy, the precision and the data's true lengths count), with one in-loop eval
-  and a final eval and checkpoint, timed at each step by a clock sink. It gives seconds per
-  step, the load time (data, model, strategy setup), eval seconds per example, the final
-  eval's extra (sample generations) and the checkpoint's write time. Cached per shape
-  (model, task, data, device, precision, batch, length, accumulation, strategies) in
-  ``$HFT_HOME/cache/estimates.json`` and in memory.
+  every strategy, the precision and the data's true lengths count), with an eval of one
+  eval batch after each step and a final checkpoint, timed at each log call by a clock sink
+  (a slow shape stops after step 2). It gives seconds per step, the load time (data, model,
+  strategy setup; the model is loaded once untimed first, as a warm app would have it), eval
+  seconds per example (from the warm evals), the final eval's extra (sample generations) and
+  the checkpoint's write time. Cached per shape (model, task, data, device, precision,
+  batch, length, accumulation, strategies) in ``$HFT_HOME/cache/estimates.json`` and in memory.
 * the store's **earlier runs** of the same shape: seconds per step from their
   ``samples_per_s`` metric, everything else from their start and end times.
 
 ``Prober`` runs probes one at a time in a daemon thread, newest request first, so a page
-never waits: it shows "measuring…" and polls. ``bf16_slowdown`` times bf16 autocast
-against fp32 on a small matmul stack (a second or two), for the "bf16 is emulated here"
-note next to the precision choice.
+never waits: it shows "measuring…" and polls; it measures nothing while a real run trains
+on the device. ``bf16_slowdown`` times bf16 autocast against fp32 on one small transformer
+layer (about a second), for the bf16 note next to the precision choice until this very
+model's fp32 and bf16 probes give the ratio (``model_bf16_slowdown``).
 
 No streamlit here; bench/estimate_accuracy.py checks the figures against real runs.
 """
