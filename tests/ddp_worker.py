@@ -10,8 +10,21 @@ import threading
 
 import torch
 
+import hft_core.trainer as trainer_module
 from hft_core.config import RunConfig
 from hft_core.trainer import train
+
+used: list[list[int]] = []  # the examples this rank trained on, per micro-step (recorded from the trainer's own call)
+_batch_indices = trainer_module._batch_indices
+
+
+def recording(*args, **kw):
+    idx = _batch_indices(*args, **kw)
+    used.append(list(idx))
+    return idx
+
+
+trainer_module._batch_indices = recording
 
 out, data = sys.argv[1], sys.argv[2]
 rank = int(os.environ["RANK"])
@@ -31,6 +44,10 @@ for name, p in sorted(result.model.state_dict().items()):
     h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
 with open(os.path.join(out, f"rank{rank}.txt"), "w") as fh:
     fh.write(f"{h.hexdigest()} {torch.distributed.get_world_size()}\n")
+with open(os.path.join(out, f"rank{rank}.batches.json"), "w") as fh:
+    import json
+
+    json.dump(used, fh)
 if rank == 0:
     store.set_status(run_id, result.status)
     store.close()

@@ -39,5 +39,12 @@ def test_two_process_ddp_keeps_ranks_identical_and_writes_metrics_once(tmp_path)
     assert (dupes == 1).all(), f"metrics written more than once:\n{dupes[dupes > 1]}"
     loss = m[m.name == "loss"].sort_values("step")
     assert list(loss.step) == [1, 2, 3, 4]
-    # samples/s counts both ranks' examples: 2 x batch 4 per step
     assert "eval/accuracy" in set(m.name)
+    # each optimizer step took 2 x batch 4 examples: each rank its own 4, none seen by both
+    import json
+
+    b0 = json.loads((tmp_path / "rank0.batches.json").read_text())
+    b1 = json.loads((tmp_path / "rank1.batches.json").read_text())
+    assert len(b0) == len(b1) == 4
+    for s0, s1 in zip(b0, b1):
+        assert len(s0) == len(s1) == 4 and not set(s0) & set(s1), (s0, s1)
