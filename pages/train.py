@@ -8,7 +8,6 @@ starts nothing twice. The form lives in the URL: a reload or a shared link reope
 """
 from __future__ import annotations
 
-
 import streamlit as st
 
 from hft_core import model_cards
