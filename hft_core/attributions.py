@@ -24,7 +24,8 @@ not its pad token.)
     tokens_html(ex.tokens, ex.scores[c])                            -> the text, tokens coloured (HTML)
 
 Colours: orange = the token pushed the class's probability up, blue = down: a diverging pair
-colour-blind readers tell apart (unlike red/green); strength = share of the row's largest |score|.
+colour-blind readers tell apart (unlike red/green); strength = share of the row's largest |score|
+(at least MIN_SCALE, so a prediction that barely depends on the words shows pale tokens).
 """
 from __future__ import annotations
 
@@ -258,6 +259,7 @@ def _integrated_gradients(model: torch.nn.Module, ids: torch.Tensor, baseline: t
 UP = (230, 97, 1)       # orange (#e66101): toward the class
 DOWN = (33, 102, 172)   # blue (#2166ac): against it
 MAX_ALPHA = 0.85
+MIN_SCALE = 0.02        # probability: attributions below this never get the full colour
 HIDDEN = {"[CLS]", "[SEP]", "[PAD]", "<s>", "</s>", "<pad>"}
 
 
@@ -288,13 +290,15 @@ def words(tokens: Sequence[str], scores: Sequence[float]) -> list[tuple[str, flo
 def tokens_html(tokens: Sequence[str], scores: Sequence[float]) -> str:
     """The text as coloured token spans; each span's tooltip gives its attribution."""
     pieces = words(tokens, scores)
-    scale = max((abs(s) for _, s, _ in pieces), default=0.0)
+    # full colour = the row's largest |attribution|, but never less than MIN_SCALE: a model whose
+    # prediction hardly depends on the words shows pale tokens, not loud noise
+    scale = max([abs(s) for _, s, _ in pieces] + [MIN_SCALE])
     spans = []
     for i, (piece, s, new_word) in enumerate(pieces):
         bg, fg = colour(s, scale)
         gap = " " if new_word and i else ""
         spans.append(f'{gap}<span title="{html.escape(piece)}: {s:+.4f}" style="background:{bg};color:{fg};'
-                     f'padding:1px 2px;border-radius:3px">{html.escape(piece)}</span>')
+                     f'padding:1px 0">{html.escape(piece)}</span>')  # pieces of a word abut; words keep their space
     return f'<div style="line-height:1.9;font-size:0.95rem">{"".join(spans)}</div>'
 
 
@@ -302,5 +306,5 @@ def legend_html() -> str:
     up, down = colour(1, 1)[0], colour(-1, 1)[0]
     return (f'<span style="background:{up};color:#fff;padding:1px 6px;border-radius:3px">toward the class</span> '
             f'<span style="background:{down};color:#fff;padding:1px 6px;border-radius:3px">against it</span> '
-            '<span style="color:#666">· stronger colour = larger share of the row\'s largest attribution; hover a '
-            'token for its value</span>')
+            f'<span style="color:#666">· stronger colour = larger share of the row\'s largest attribution (or of '
+            f'{MIN_SCALE:g} probability, when all are smaller); hover a token for its value</span>')

@@ -126,6 +126,8 @@ def test_view_colours_are_blue_orange_and_scale_with_the_row():
     out = V.tokens_html(["[CLS]", "a", "<b>", "[SEP]"], [0.0, -0.5, 1.0, 0.0])
     assert "&lt;b&gt;" in out and "<b>" not in out and "[CLS]" not in out   # escaped, specials hidden
     assert 'title="a: -0.5000"' in out and "rgba(33, 102, 172, 0.425)" in out
+    faint = A.tokens_html(["x", "y"], [0.001, -0.002])              # tiny effects stay pale: 0.02 is full colour
+    assert "rgba(230, 97, 1, 0.043)" in faint and "rgba(33, 102, 172, 0.085)" in faint
 
 
 def test_view_texts_say_what_the_numbers_are(runs):
@@ -138,6 +140,12 @@ def test_view_texts_say_what_the_numbers_are(runs):
     assert V.target_title(ex, ex.predicted).startswith(f"toward **{ex.name(ex.predicted)}** (predicted")
     note = V.completeness_note(ex, 2)
     assert f"{sum(ex.scores[2]):+.4f}" in note and "convergence delta" in note and "8 steps" in note
+    flat = A.Explanation(source="x", text="a b", tokens=["a", "b"], label_names=["p", "q"], probs=[0.5, 0.5],
+                         base_probs=[0.5, 0.5], predicted=0, true_label=None, scores={0: [1e-4, -1e-4]},
+                         delta={0: 0.0})
+    assert "barely depends on the words" in V.completeness_note(flat, 0)
+    assert "barely" not in V.completeness_note(
+        A.Explanation(**{**flat.__dict__, "scores": {0: [0.3, -0.1]}}), 0)
     examples, names = A.eval_examples(runs["alpha1"])
     assert V.example_label(0, examples[0], names).startswith(f"#0 · {names[examples[0]['label']]} · ")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from hft_core.attributions import Explanation, legend_html, tokens_html
+from hft_core.attributions import MIN_SCALE, Explanation, legend_html, tokens_html
 
 N_CHOICES = 100         # eval examples offered in the picker
 
@@ -28,9 +28,14 @@ def target_title(ex: Explanation, c: int) -> str:
 def completeness_note(ex: Explanation, c: int) -> str:
     """The check a reader can do: the attributions add up to the change in probability."""
     moved = ex.probs[c] - ex.base_probs[c]
-    return (f"sum of attributions {sum(ex.scores[c]):+.4f} = p(text) − p(no words) = {ex.probs[c]:.4f} − "
+    note = (f"sum of attributions {sum(ex.scores[c]):+.4f} = p(text) − p(no words) = {ex.probs[c]:.4f} − "
             f"{ex.base_probs[c]:.4f} = {moved:+.4f}, up to captum's convergence delta {ex.delta[c]:+.1e} "
             f"({ex.n_steps} steps)")
+    largest = max((abs(v) for v in ex.scores[c]), default=0.0)
+    if largest < MIN_SCALE:
+        note += (f". No token moved it by {MIN_SCALE:g} or more (largest {largest:.1e}), hence the faint colours: "
+                 "this prediction barely depends on the words")
+    return note
 
 
 def probs_rows(ex: Explanation) -> list[dict[str, Any]]:
