@@ -152,6 +152,12 @@ if presets.preset_of_group(ss.get("compare.group") or "") in {p.name for p in pr
         render_preset_outcome(presets.load_preset(presets.preset_of_group(ss["compare.group"])), store,
                               [ss["compare.group"]])
 
+from ui import study_view  # noqa: E402  (a search study: best so far, parameters, importance, the trials' curves)
+
+if study_view.has_studies(store.home):
+    with st.expander("Search studies: best so far, parameters, importance, the trials' curves", expanded=True):
+        study_view.render_study_view(store, ss.get("compare.group") or "")
+
 tab_final, tab_diff, tab_export = st.tabs(["Final metrics", "Config diff", "Export"])
 df = ss.get("compare.last_df")
 with tab_final:

@@ -18,6 +18,7 @@ from ui import state as ui_state
 from ui import train_form as tf
 from ui.fields import PERSIST, field_widget, headline_label, strategy_card
 from ui.preset_outcome import render_preset_outcome
+from ui.search_form import render_search_form
 
 ui_state.through_app()  # first: a page opened by its URL on a fresh server runs inside app.py
 
@@ -102,6 +103,7 @@ with st.expander("Sweep: several runs at once (alphas × seeds), queued as one g
                       persist_state=PERSIST)
         sweep_clicked = s4.form_submit_button("Start as sweep", icon=":material/grid_view:", key=f"sweep-{token}",
                                               use_container_width=True)
+search_box = st.expander("Search: an Optuna study over ranges of the form's fields, each trial a queued run")
 
 tab_data, tab_mix, tab_train, tab_cfg = st.tabs(["Model & data", "Strategy mix", "Training & precision",
                                                  "Config & command"])
@@ -226,6 +228,9 @@ if start_clicked or sweep_clicked or preset_clicked:
         if target:
             st.switch_page(target)
         st.rerun()
+
+with search_box:  # filled here, once the form's config is built (ui/search_form.py)
+    render_search_form(cfg, problem, ui_state.manager())
 
 if ss.get("f.last_started"):
     with message_box:
