@@ -1089,8 +1089,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--sampler", choices=SAMPLERS, default=None, help="default: the file's, else tpe")
     s.add_argument("--pruner", choices=PRUNERS, default=None, help="default: the file's, else none")
     s.add_argument("--parallel", type=int, default=None,
-                   help="trials queued at a time (default 1). How many TRAIN at once is the device's limit, "
-                        "HFT_RUNS_PER_DEVICE (1 by default): raise it to train several side by side")
+                   help="trials queued at a time (default 1). Locally, how many TRAIN at once is the device's "
+                        "limit, HFT_RUNS_PER_DEVICE (1 by default): raise it to train several side by side. With "
+                        "--backend ray: trials sent to the cluster at once (Ray runs what its resources hold)")
     s.add_argument("--name", default=None, help="the study's name (default: the file's 'name', else its file name)")
     s.add_argument("--seed", type=int, default=None, help="the sampler's seed (default: the file's, else 0)")
     s.add_argument("--backend", choices=("local", "ray"), default="local",
