@@ -841,7 +841,10 @@ class _Driver:
                 self._watch(self.live[run_id])
             if time.monotonic() - self._beat >= BEAT_S:
                 self._mark()
-            self.stop.wait(POLL_S)
+            if self.stopping:
+                time.sleep(POLL_S)  # the stop event stays set: waiting on it would not wait at all
+            else:
+                self.stop.wait(POLL_S)  # a stop wakes the loop at once
 
     def _check_stop(self) -> None:
         if not self.stopping and time.monotonic() - self._checked_flags >= 1.0:
