@@ -44,7 +44,8 @@ def report(outcome: P.Outcome, out=sys.stdout) -> None:
         mean, sd = outcome.mean_sd(label)
         secs = outcome.seconds.get(label, [])
         took = f"{statistics.fmean(secs):5.0f} s/run" if secs else ""
-        print(f"   {label:{width}}  {p.metric} = {fmt(mean, sd, p.metric)}   {took}", file=out)
+        metric = p.metric_of(label)  # a pretraining variant reports its own (eval/perplexity)
+        print(f"   {label:{width}}  {metric} = {fmt(mean, sd, metric)}   {took}", file=out)
     per_seed = sum(statistics.fmean(s) for s in outcome.seconds.values() if s)
     cpu = sum(statistics.fmean(s) for s in outcome.extra.get("cpu_seconds", {}).values() if s)
     print(f"   one comparison (all variants, one seed): {per_seed:.0f} s wall, {cpu:.0f} s CPU "

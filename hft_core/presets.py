@@ -14,6 +14,7 @@ A preset is one YAML file in ``presets/``::
       - {label: "alpha 1 (fine-tune)", set: {mix.blend.alpha: 1.0}}   # dotted overrides on base
       - {label: "teacher", id: teacher, set: {...}}                     # `id`: others may refer to it
       - {label: "student + KD", set: {mix.kd.teacher: "run:{teacher}"}}  # ... as {teacher}: its run id
+      - {label: "pretrain", id: pretrain, metric: eval/perplexity, set: {task: masked-lm}}  # own key metric
     seeds: [0, 1, 2]
     checks:                        # the expected direction, checked by bench/presets.py
       - {higher: "alpha 1 (fine-tune)", lower: "alpha 0 (scratch)"}       # on `metric` unless given
@@ -24,8 +25,9 @@ A preset is one YAML file in ``presets/``::
 
 A variant whose values mention ``{some_id}`` runs after the variant with that id
 (same seed) and gets its run id substituted, so distillation can name a teacher
-trained moments earlier. ``write_plain_configs`` writes each variant as a plain
-RunConfig YAML that ``python -m hft_core train --config`` takes.
+trained moments earlier (in quick mode too: the quick overrides never replace such a
+reference). ``write_plain_configs`` writes each variant as a plain RunConfig YAML that
+``python -m hft_core train --config`` takes.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class Variant:
     label: str                           # shown in charts and tables; also the run's name
     set: dict[str, Any] = field(default_factory=dict)   # dotted overrides on the preset's base
     id: str = ""                         # a name other variants use as "{id}" for this run's id
+    metric: str = ""                     # its own key metric (a pretraining run: eval/perplexity); "" = the preset's
 
     @property
     def needs(self) -> set[str]:
@@ -106,6 +109,10 @@ class Preset:
         extra = wise_ft_labels(int(self.after["wise_ft"].get("points", 11))) if "wise_ft" in self.after else []
         return [v.label for v in self.variants] + extra
 
+    def metric_of(self, label: str) -> str:
+        """The key metric of one label: the variant's own ``metric`` if it has one, else the preset's."""
+        return next((v.metric for v in self.variants if v.label == label and v.metric), self.metric)
+
 
 # ---- loading ---------------------------------------------------------------------------
 
@@ -138,10 +145,11 @@ def parse_preset(d: Any, name: str, path: str = "") -> Preset:
     for i, v in enumerate(d["variants"]):
         if not isinstance(v, Mapping) or not v.get("label"):
             raise ConfigError(f"{where}: variant {i + 1} needs a 'label' (and 'set': overrides), got {v!r}")
-        extra = set(v) - {"label", "set", "id"}
+        extra = set(v) - {"label", "set", "id", "metric"}
         if extra:
-            raise ConfigError(f"{where}: variant {v['label']!r} has unknown key(s) {sorted(extra)}; use label, set, id")
-        variants.append(Variant(str(v["label"]), dict(v.get("set") or {}), str(v.get("id", ""))))
+            raise ConfigError(f"{where}: variant {v['label']!r} has unknown key(s) {sorted(extra)}; use label, set, id, "
+                              "metric")
+        variants.append(Variant(str(v["label"]), dict(v.get("set") or {}), str(v.get("id", "")), str(v.get("metric", ""))))
     labels = [v.label for v in variants]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{where}: variant labels must differ, got {labels}")
@@ -227,6 +235,9 @@ def variant_config(preset: Preset, variant: Variant, seed: int | None = None, *,
         cfg = RunConfig.from_dict(preset.base).with_overrides(overrides)
         if quick and preset.quick:
             cfg = cfg.with_overrides(preset.quick)
+            # a reference to another variant's run (model: "run:{pretrain}") stays one in quick mode
+            refs = {k: v for k, v in overrides.items() if isinstance(variant.set[k], str) and REF.search(variant.set[k])}
+            cfg = cfg.with_overrides(refs) if refs else cfg
         extra = {"name": variant.label, "group": group or cfg.group}
         if seed is not None:
             extra["seed"] = seed
@@ -408,7 +419,7 @@ def outcome_of(preset: Preset, store: Any, run_ids: Iterable[str], group: str = 
             sample_lines.setdefault(rec.name, samples)
         for k, val in summarise_run(store, rid).items():
             per_label.setdefault(rec.name, {}).setdefault(k, []).append(val)
-    values = {label: d.get(preset.metric, []) for label, d in per_label.items()}
+    values = {label: d.get(preset.metric_of(label), []) for label, d in per_label.items()}
     return Outcome(preset, values, judge(preset, per_label), dict(seconds or {}),
                    {"per_label": per_label, "group": group, "run_ids": run_ids_by_label, "samples": sample_lines,
                     "cpu_seconds": dict(cpu_seconds or {}), "failed": failed})
