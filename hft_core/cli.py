@@ -74,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         cfg = store.get_run(args.resume).cfg
     else:
-        cfg = _load_config(args)
+        cfg = _load_config(args, say=lambda m: print(m, file=sys.stderr))
         if args.print_config:
             print(cfg.to_yaml())
             return 0
@@ -147,12 +147,27 @@ def _detach(store, cfg: RunConfig, resume_id: str | None) -> int:
     return 0
 
 
-def _load_config(args: argparse.Namespace) -> RunConfig:
-    """--config (a plain config or a preset file + --variant) then --set overrides."""
+def _load_config(args: argparse.Namespace, say=None) -> RunConfig:
+    """--config (a plain config or a preset file + --variant) then --set overrides.
+
+    ``--set model=...`` without ``--set lr=...`` (and no --config, which decides everything
+    itself) takes that model's recommended learning rate from its model card, and says so:
+    the defaults' 1e-4 suits a pretrained MiniLM, not a random tiny model or SmolLM2.
+    """
+    from hft_core.model_cards import apply_model_card
     from hft_core.presets import load_run_config
 
+    overrides = parse_set(args.set or [])
     cfg = load_run_config(args.config, args.variant) if args.config else RunConfig()
-    return cfg.with_overrides(parse_set(args.set or []))
+    cfg = cfg.with_overrides(overrides)
+    if "model" in overrides and "lr" not in overrides and not args.config:
+        from dataclasses import fields
+
+        cfg, notes = apply_model_card(cfg, explicit={f.name for f in fields(RunConfig)} - {"lr"})
+        for note in notes:
+            if note.startswith("lr "):
+                (say or print)(f"{note} (give --set lr=... to choose another)")
+    return cfg
 
 
 def _train_other_rank(args: argparse.Namespace) -> int:
@@ -165,7 +180,7 @@ def _train_other_rank(args: argparse.Namespace) -> int:
         cfg = RunConfig.from_dict(yaml.safe_load((run_dir(args.resume) / "run_config.yaml").read_text()))
         train(cfg, None, threading.Event(), out_dir=run_dir(args.resume), resume=True)
     else:
-        train(_load_config(args), None, threading.Event())
+        train(_load_config(args, say=lambda m: None), None, threading.Event())
     return 0
 
 

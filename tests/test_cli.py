@@ -52,6 +52,19 @@ def test_train_prints_the_result_and_leaves_the_run_in_the_store(home, capsys):
     assert f"`hft stop {rec.id}`" in err  # says how to stop it from elsewhere
 
 
+def test_a_model_given_without_lr_takes_its_recommended_lr_and_says_so(home, capsys):
+    import yaml
+
+    assert main(["train", "--set", "model=tiny:bert", "--print-config"]) == 0
+    out, err = capsys.readouterr()
+    assert yaml.safe_load(out)["lr"] == 1e-3 and "lr set to 1e-3" in err and "--set lr=" in err
+    assert main(["train", "--set", "model=tiny:bert", "--set", "lr=3e-4", "--print-config"]) == 0
+    out, err = capsys.readouterr()
+    assert yaml.safe_load(out)["lr"] == 3e-4 and "lr set" not in err  # given by hand: kept, nothing said
+    assert main(["train", "--print-config"]) == 0  # no model given: the defaults stand
+    assert yaml.safe_load(capsys.readouterr().out)["lr"] == 1e-4
+
+
 def test_bad_input_is_one_line_and_exit_2(home, capsys):
     for argv, words in ((["train", "--set", "lr=7"], "lr=7"),
                         (["train", "--set", "nonsense=1"], "unknown field 'nonsense'"),
