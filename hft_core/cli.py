@@ -163,6 +163,10 @@ def _load_config(args: argparse.Namespace, say=None) -> RunConfig:
     if "model" in overrides and "lr" not in overrides and not args.config:
         from dataclasses import fields
 
+        from hft_core.models import model_kind
+
+        model_kind(cfg.model)  # an unknown model is refused before any advice about it
+
         cfg, notes = apply_model_card(cfg, explicit={f.name for f in fields(RunConfig)} - {"lr"})
         for note in notes:
             if note.startswith("lr "):
