@@ -6,8 +6,12 @@ Tests that need a private home still set their own with ``monkeypatch.setenv``.
 """
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+os.environ.setdefault("HFT_OFFLINE", "1")  # the tests never need a model hub (set before hft_core is imported)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
