@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from hft_core.losses import causal_lm_loss, masked_lm_mask
+from hft_core.models import MLM_POSITIONS, PREDICTS_ONLY_MASKED
 from hft_core.strategies.base import Batch
 
 # ---- tokenization, once per distinct text -------------------------------------------------------
@@ -298,8 +299,6 @@ class MaskedLMTask:
         The masks are drawn from ``batch.seed`` (set by the trainer from (seed, micro-step,
         rank)): a pure function of them, so resume replays the same masks.
         """
-        from hft_core.models import MLM_POSITIONS
-
         input_ids, mask = pad(tokenizer, token_ids(tokenizer, batch.texts, max_length))
         g = torch.Generator().manual_seed(batch.seed) if batch.seed is not None else None
         masked, labels = mask_tokens(input_ids, tokenizer, generator=g)
@@ -342,17 +341,20 @@ class MaskedLMTask:
             inputs = {k: v.to(device) for k, v in self.eval_inputs(tokenizer, examples[i:i + batch_size], i,
                                                                     max_length).items()}
             labels = inputs.pop("labels")
+            chosen = labels != -100
+            if getattr(model, PREDICTS_ONLY_MASKED, False):  # logits (N, V) at the masked positions only
+                inputs[MLM_POSITIONS] = chosen
             with autocast if autocast is not None else nullcontext():
                 logits = model(**inputs).logits.float()
-            chosen = labels != -100
             n = int(chosen.sum())
+            pred = torch.full_like(labels, -1)
             if n:
                 total += masked_lm_loss(logits, labels).item() * n
                 count += n
-                pred = logits.argmax(-1)
+                pred[chosen] = (logits if logits.dim() == 2 else logits[chosen]).argmax(-1)
                 correct += int((pred[chosen] == labels[chosen]).sum())
             for r in range(min(num_samples - len(samples), len(labels))):
-                samples.append(_fill_in_sample(tokenizer, inputs["input_ids"][r], labels[r], logits[r].argmax(-1)))
+                samples.append(_fill_in_sample(tokenizer, inputs["input_ids"][r], labels[r], pred[r]))
         model.train(was_training)
         loss = total / max(count, 1)
         return EvalReport({"loss": loss, "perplexity": math.exp(min(loss, 50.0)),

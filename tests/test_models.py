@@ -72,7 +72,8 @@ def test_describe_and_kind_are_cheap_and_right():
     assert model_kind("bundled:smollm2-135m") == DECODER  # known without converting
     s = describe("bundled:smollm2-135m")
     assert (s["kind"], s["n_layers"], s["hidden"], s["vocab"]) == (DECODER, 30, 576, 49152)
-    assert set(models.bundled_models()) == {"bundled:minilm-l6", "bundled:smollm2-135m", "tiny:bert", "tiny:gpt2"}
+    assert set(models.bundled_models()) == {"bundled:minilm-l6", "bundled:smollm2-135m", "tiny:bert", "tiny:gpt2",
+                                            "tiny:bert-small"}
     for name in models.bundled_models():
         assert set(describe(name)) == {"source", "arch", "kind", "n_layers", "hidden", "vocab", "path"}
 
@@ -280,6 +281,15 @@ def test_masked_lm_models_and_a_pretrained_checkpoint_for_classification():
     enc = {k: v for k, v in tiny.bert.state_dict().items()}
     assert enc and all(torch.equal(v, clf.bert.state_dict()[k]) for k, v in enc.items())
     assert clf.classifier.out_features == 5 and model_kind("run:run-mlm") == ENCODER
+
+
+def test_tiny_bert_small_is_a_wider_tiny_bert():
+    small = load_model("tiny:bert-small", "masked-lm", seed=0)
+    assert (small.config.num_hidden_layers, small.config.hidden_size, small.config.intermediate_size) == (2, 128, 512)
+    assert 4.3e6 < n_params(small) < 4.5e6 and model_kind("tiny:bert-small") == ENCODER
+    assert same_weights(load_model("tiny:bert-small", "classification", 5, seed=1),
+                        load_model("tiny:bert-small", "classification", 5, pretrained=False, seed=1))
+    assert load_tokenizer("tiny:bert-small").vocab == load_tokenizer("tiny:bert").vocab
 
 
 def test_decoders_cannot_do_masked_lm():

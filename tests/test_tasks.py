@@ -162,6 +162,10 @@ def test_masked_lm_eval_uses_the_same_masks_whatever_the_batch_size():
     assert runs[0].metrics["loss"] > 9                                   # a random model: ~ln(30522) = 10.3
     assert len(runs[0].samples) == 2 and "[MASK]" in runs[0].samples[0]["prompt"]
     assert model.training                                                # mode restored
+    setattr(model, models.PREDICTS_ONLY_MASKED, False)                   # full (B, L, V) logits: the same numbers
+    full = task.evaluate(model, tok, examples, batch_size=4, max_length=32, device=torch.device("cpu"), num_samples=2)
+    assert full.metrics["loss"] == pytest.approx(runs[0].metrics["loss"], rel=1e-5)
+    assert full.metrics["token_accuracy"] == runs[0].metrics["token_accuracy"] and full.samples == runs[0].samples
 
 
 def test_masked_lm_model_computes_logits_only_at_the_masked_positions():
