@@ -10,6 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from hft_core import charts
+from hft_core.store import DONE_STATUSES
+from ui import live_feed
 from ui import state as ui_state
 from ui.live_chart import live_charts
 
@@ -108,13 +110,15 @@ any_active = any(r.status in ACTIVE for r in selected)
 def chart_panel() -> None:
     fresh = {r.id: r for r in store.list_runs(limit=500) if r.id in ss["compare.runs"]}
     statuses = {rid: rec.status for rid, rec in fresh.items()}
-    df = ui_state.cached_metrics("compare", list(fresh), statuses)
+    # only the rows newer than those already read; a figure that only grew reaches the browser as its new points
+    logs = live_feed.read_logs(store, ss.setdefault("compare.logs", {}), fresh.values(), DONE_STATUSES)
     metric, x = ss["compare.metric"], ss["compare.x"]
     smoothing = float(ss["compare.smoothing"])
     groups = seed_groups if ss.get("compare.seeds") else []
-    fig = charts.metric_spec(df, metric, x=x, labels=labels, colors=colors, smoothing=smoothing,
-                             log_y=bool(ss.get("compare.log")), groups=groups, band=ss["compare.band"],
-                             uirevision=f"compare-{metric}-{x}", height=430)
+    fig = live_feed.figure(ss.setdefault("compare.figures", {}), "main", logs, metric, x=x, labels=labels,
+                           colors=colors, smoothing=smoothing, log_y=bool(ss.get("compare.log")), groups=groups,
+                           band=ss["compare.band"], uirevision=f"compare-{metric}-{x}", height=430)
+    df = live_feed.frame_of(logs)
     shown = [("main", "", fig)]
     baseline = ss.get("compare.baseline")
     deltas = None
@@ -123,7 +127,8 @@ def chart_panel() -> None:
         deltas = charts.paired_deltas(frame, baseline)
         shown.append(("delta", "", charts.delta_spec(deltas, metric, labels.get(baseline, baseline), x=x,
                                                      labels=labels, colors=colors, uirevision=f"delta-{metric}-{x}")))
-    live_charts(shown, key="compare.charts", columns=1, polling=any_active)  # one iframe: plotly.js parsed once
+    live_charts(shown, key="compare.charts", columns=1,  # one iframe: plotly.js parsed once
+                poll=2.0 if any(s in ACTIVE for s in statuses.values()) else 0.0)
     if deltas is not None and not deltas.empty:
         last = deltas.sort_values("step").groupby("run_id").tail(1)
         unit = charts.metric_info(metric)[1]
@@ -141,7 +146,7 @@ def chart_panel() -> None:
     ss["compare.last_fig"] = fig
 
 
-st.fragment(chart_panel, run_every=2.0 if any_active else None)()
+st.fragment(chart_panel)()  # rerun every 2 s by the chart iframe while runs train and the tab is shown
 
 # ---- a preset's group: the user's own runs against the preset's expected outcome ---------------
 from hft_core import presets  # noqa: E402

@@ -1,23 +1,39 @@
-"""Plotly charts that update in place, so the user's zoom survives live refreshes.
+"""Plotly charts that grow in place: the browser is sent new points only, and draws only what it shows.
 
-Why not ``st.plotly_chart``: Streamlit derives a plotly element's id from its figure
-(``key_as_main_identity=False``), so every refresh with new points is a new element:
-the chart is re-created and any zoom, pan or hidden legend entry is lost (the
-complaint of Streamlit issue #5107, listed in PEERS.md). This component keeps one
-iframe per ``key`` for the life of the page and hands it each new set of figures;
-the iframe calls ``Plotly.react`` on the charts whose figure changed, and plotly.js
-keeps the user's view because each figure's ``layout.uirevision`` stays the same.
+Why not ``st.plotly_chart``: Streamlit derives a plotly element's id from its figure,
+so every refresh with new points is a new element: the chart is re-created and any
+zoom, pan or hidden legend entry is lost (Streamlit issue #5107, PEERS.md). Here one
+iframe per ``key`` holds every chart of a page for the life of the page (plotly.js,
+4.8 MB, parsed once per page, not once per chart).
 
-All charts of a page share one iframe: plotly.js (4.8 MB) is parsed once per page,
-not once per chart, which on a 2-core machine is the difference between a first
-point drawn at once and seconds later.
+What travels, and what the browser does with it (the browser shares a laptop's CPU
+with the training it shows, so its work must follow what changed, not what is drawn):
 
-plotly.js is the copy shipped inside the installed ``plotly`` Python package, copied
-once into ``$HFT_HOME/cache`` next to a small index.html, and served by Streamlit's
-own component file server: no network, no build step.
+- Each call compares every figure with the one sent last time (kept in the session).
+  A figure that only grew (same layout and trace styles, longer x/y lists) is sent as
+  its new points: a numbered chunk ``{seq, trace indices, x tails, y tails}``. Anything
+  else (a settings change, a new run, markers dropped past 30 points) sends the whole
+  figure under a new ``rev``, drawn with ``Plotly.react`` (the constant ``uirevision``
+  keeps the user's zoom).
+- The args keep the last few chunks, so a render the frontend skipped (React batches
+  quick updates) loses nothing. An iframe that finds a gap, or a ``rev`` it never got
+  the figure of (it was re-mounted, or the page was left and opened again), asks for
+  the whole figures with ``setComponentValue({resync})``; the rerun that this causes
+  sends them. (Sending whole figures on every full page run instead would redraw every
+  chart whenever any widget changes.)
+- The iframe queues points per chart and draws them with ``Plotly.extendTraces``: only
+  charts on screen (IntersectionObserver), at most once a second each (``every``), one
+  chart at a time within a CPU budget (a plotly redraw is a whole redraw, 15-80 ms), and
+  nothing while the tab is hidden (Page Visibility API); what queued meanwhile is drawn
+  when the chart or the tab shows again. A whole figure (a settings change) is drawn at once.
+
+plotly.js is the copy inside the installed ``plotly`` package, copied once into
+``$HFT_HOME/cache`` next to a small index.html and served by Streamlit's component file
+server: no network, no build step.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -29,6 +45,11 @@ import streamlit.components.v1 as components
 
 from hft_core.home import cache_dir
 
+KEEP_CHUNKS = 4  # chunks of new points kept in the args: a skipped render loses nothing
+MIN_EVERY_S = 1.0   # a chart is redrawn with new points at most once a second ...
+DRAW_BUDGET = 0.02  # ... and drawing new points takes at most 2 % of one core: a plotly redraw costs
+#                   # 15-80 ms on a busy laptop core, so with several charts on screen they take turns
+
 INDEX_HTML = """<!doctype html>
 <html><head><meta charset="utf-8">
 <style>
@@ -38,16 +59,31 @@ html, body { margin: 0; padding: 0; overflow: hidden; background: transparent;
 .title { font-weight: 600; font-size: 15px; line-height: 22px; height: 22px; margin: 0 0 2px 0;
          white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 </style>
-<script src="plotly.min.js"></script>
 </head><body><div id="grid"></div>
 <script>
 // The Streamlit component protocol, without the npm helper: ready -> render(args) -> setFrameHeight.
+const DRAW_BUDGET = __DRAW_BUDGET__;  // share of one core that drawing new points may take
 const grid = document.getElementById("grid");
-const cells = new Map();   // panel id -> {box, title, chart, text}
+const cells = new Map();   // panel id -> cell (see cell())
+const byBox = new Map();   // cell box element -> cell
+let config = {};
+let shape = "";            // panel ids, titles, heights, columns: the frame height changes only with these
 let shownHeight = 0;
+let timer = null, timerAt = Infinity;
+let lastResync = -Infinity;
+let appendAt = 0;  // when the budget allows the next append draw
+let paused = false;  // the user froze the charts: new points wait
+
 function send(type, extra) {
   window.parent.postMessage(Object.assign({isStreamlitMessage: true, type: type}, extra || {}), "*");
 }
+// Only charts on screen are drawn; one that scrolls into view draws what it missed.
+const observer = new IntersectionObserver((entries) => {
+  for (const e of entries) { const c = byBox.get(e.target); if (c) c.visible = e.isIntersecting; }
+  schedule(0);
+});
+document.addEventListener("visibilitychange", () => schedule(0));  // draw what queued while hidden
+
 function cell(id) {
   if (!cells.has(id)) {
     const box = document.createElement("div");
@@ -56,38 +92,175 @@ function cell(id) {
     const chart = document.createElement("div");
     box.appendChild(title);
     box.appendChild(chart);
-    cells.set(id, {box: box, title: title, chart: chart, text: ""});
+    // rev/seq: the figure and the last chunk received; full/ext: what is waiting to be drawn
+    const c = {box: box, title: title, chart: chart, rev: null, seq: 0, full: null, ext: new Map(),
+               drawn: false, visible: false, lastDraw: -Infinity, every: 1000};
+    cells.set(id, c);
+    byBox.set(box, c);
+    observer.observe(box);
   }
   return cells.get(id);
+}
+function queuePoints(c, chunk) {
+  chunk.i.forEach((trace, k) => {
+    let e = c.ext.get(trace);
+    if (!e) { e = {x: [], y: []}; c.ext.set(trace, e); }
+    const xs = chunk.x[k], ys = chunk.y[k];
+    for (let j = 0; j < xs.length; j++) { e.x.push(xs[j]); e.y.push(ys[j]); }
+  });
+}
+// Our value is the page's clock: each new value reruns the page's fragment, which answers with
+// what is new. {tick}: asked every `poll` seconds while runs train and this tab is shown, the next
+// ask only after the answer came (never a pile of reruns on a slow machine), and less often while
+// answers bring nothing new. {resync}: send whole figures (we missed something).
+let value = {tick: Date.now(), resync: 0};  // ticks unique across iframes: a new one never repeats an old value
+let poll = 0, gap = 0, pollTimer = null, waiting = false, answered = null, news = false, eager = false;
+function ask() {
+  send("streamlit:setComponentValue", {value: Object.assign({}, value), dataType: "json"});
+}
+function askResync() {
+  // at most every 2 s: the answer is a rerun, which brings the whole figures
+  const now = performance.now();
+  if (now - lastResync < 2000) return;
+  lastResync = now;
+  value.resync = Date.now() + Math.random();
+  ask();
+}
+function tick() {
+  pollTimer = null;
+  if (!poll || document.visibilityState === "hidden") return;  // visibilitychange starts us again
+  value.tick += 1; waiting = true;
+  ask();
+  pollTimer = setTimeout(tick, Math.max(5000, 5 * poll * 1000));  // an answer lost: ask again
+}
+function planTick() {
+  // after an answer: data flowing -> every `poll` s; nothing new -> back off, up to 5x as long
+  if (pollTimer !== null) clearTimeout(pollTimer);
+  pollTimer = null;
+  if (!poll) return;
+  gap = news || eager ? poll : Math.min(gap * 1.5, 5 * poll);
+  news = false;
+  pollTimer = setTimeout(tick, gap * 1000);
+}
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState !== "hidden" && poll && !waiting && pollTimer === null) tick();
+});
+function schedule(ms) {
+  const at = performance.now() + ms;
+  if (timer !== null && timerAt <= at) return;
+  if (timer !== null) clearTimeout(timer);
+  timerAt = at;
+  timer = setTimeout(flush, Math.max(0, ms));
+}
+function flush() {
+  timer = null; timerAt = Infinity;
+  if (!window.Plotly) return;                         // its onload brings us back
+  if (document.visibilityState === "hidden") return;  // visibilitychange brings us back
+  let now = performance.now();
+  let wait = Infinity;
+  let next = null;  // the chart whose new points are most overdue (relative to its own pace)
+  for (const c of cells.values()) {
+    if (!c.visible || (!c.full && (c.ext.size === 0 || paused))) continue;  // the observer brings us back
+    if (c.full) {
+      // a whole figure (first draw, settings change): at once. react, not newPlot: the same
+      // uirevision keeps zoom, pan and legend clicks
+      Plotly.react(c.chart, c.full.data, c.full.layout, config);
+      c.full = null; c.drawn = true; c.lastDraw = now;
+      if (c.ext.size) wait = Math.min(wait, c.every);
+      continue;
+    }
+    const due = c.lastDraw + c.every - now;
+    if (due > 0) { wait = Math.min(wait, due); continue; }
+    if (!next || (now - c.lastDraw) / c.every > (now - next.lastDraw) / next.every) next = c;
+  }
+  if (next) {
+    now = performance.now();
+    if (now < appendAt) {
+      wait = Math.min(wait, appendAt - now);
+    } else {
+      const traces = Array.from(next.ext.keys());
+      Plotly.extendTraces(next.chart, {x: traces.map((t) => next.ext.get(t).x),
+                                       y: traces.map((t) => next.ext.get(t).y)}, traces);
+      next.ext = new Map();
+      const spent = performance.now() - now;
+      next.lastDraw = now;
+      appendAt = now + spent / DRAW_BUDGET;  // the next chart's new points wait their turn
+      wait = 0;
+    }
+  }
+  if (wait < Infinity) schedule(wait);
 }
 window.addEventListener("message", (event) => {
   const msg = event.data;
   if (!msg || msg.type !== "streamlit:render") return;
-  const panels = msg.args.panels;
-  grid.style.gridTemplateColumns = "repeat(" + msg.args.columns + ", minmax(0, 1fr))";
+  const args = msg.args;
+  const panels = args.panels;
+  config = Object.assign({responsive: true, displaylogo: false}, args.config || {});
+  paused = !!args.paused;
+  document.body.dataset.paused = paused ? "1" : "";  // for tests: the state a pause assertion reads
   const keep = new Set(panels.map((p) => p.id));
   for (const [id, c] of cells) {
-    if (!keep.has(id)) { Plotly.purge(c.chart); c.box.remove(); cells.delete(id); }
+    if (!keep.has(id)) {
+      observer.unobserve(c.box); byBox.delete(c.box); if (c.drawn) Plotly.purge(c.chart);
+      c.box.remove(); cells.delete(id);
+    }
   }
-  const config = Object.assign({responsive: true, displaylogo: false}, msg.args.config || {});
+  const newShape = JSON.stringify([args.columns, panels.map((p) => [p.id, p.title, p.height])]);
+  let resync = false;
   panels.forEach((p) => {
     const c = cell(p.id);
-    grid.appendChild(c.box);            // (re)placed in panel order; the plot survives the move
-    c.title.textContent = p.title || "";
-    c.title.style.display = p.title ? "" : "none";
-    const text = JSON.stringify(p.figure);
-    if (text === c.text) return;        // no new points: nothing to redraw
-    c.text = text;
-    c.chart.style.height = ((p.figure.layout && p.figure.layout.height) || 320) + "px";
-    // react, not newPlot: the same uirevision keeps zoom, pan and legend clicks
-    Plotly.react(c.chart, p.figure.data, p.figure.layout, config);
+    if (newShape !== shape) {
+      grid.appendChild(c.box);            // (re)placed in panel order; the plot survives the move
+      c.title.textContent = p.title || "";
+      c.title.style.display = p.title ? "" : "none";
+      c.chart.style.height = p.height + "px";
+    }
+    c.every = 1000 * p.every;
+    if (p.figure && p.rev !== c.rev) {  // a whole figure: it holds every point up to chunk p.seq
+      c.rev = p.rev; c.seq = p.seq; c.full = p.figure; c.ext = new Map(); news = true;
+    }
+    if (c.rev !== p.rev) { resync = true; return; }  // never got this figure (re-mounted, skipped render)
+    for (const chunk of p.chunks) {
+      if (chunk.seq <= c.seq) continue;                 // had it already
+      if (chunk.seq !== c.seq + 1) { resync = true; break; }  // missed one
+      queuePoints(c, chunk);
+      c.seq = chunk.seq; news = true;
+    }
   });
-  const height = Math.ceil(grid.getBoundingClientRect().height);
-  if (height !== shownHeight) { shownHeight = height; send("streamlit:setFrameHeight", {height: height}); }
+  if (newShape !== shape) {
+    shape = newShape;
+    grid.style.gridTemplateColumns = "repeat(" + args.columns + ", minmax(0, 1fr))";
+    const height = Math.ceil(grid.getBoundingClientRect().height);
+    if (height !== shownHeight) { shownHeight = height; send("streamlit:setFrameHeight", {height: height}); }
+  }
+  if (resync) askResync();
+  schedule(0);
+  const wasPolling = poll;
+  poll = args.poll || 0;
+  eager = !!args.eager;
+  if (!poll) {
+    if (pollTimer !== null) clearTimeout(pollTimer);
+    pollTimer = null; waiting = false;
+  } else if (answered === null) {  // our first args: written before this iframe existed, so ask at once
+    answered = args.tick; gap = poll;
+    tick();
+  } else if (args.tick !== answered || !wasPolling) {  // the answer to our last ask (or polling starts)
+    answered = args.tick; waiting = false;
+    if (!wasPolling) gap = poll;
+    planTick();
+  }
 });
 send("streamlit:componentReady", {apiVersion: 1});
+// plotly.js (4.8 MB) loads while the first args and the first tick's answer travel: parsing it
+// takes 1-3 s on a busy laptop, and a first point should not wait for that plus a round trip
+const lib = document.createElement("script");
+lib.src = "plotly.min.js";
+lib.onload = () => schedule(0);
+document.head.appendChild(lib);
 </script></body></html>
-"""
+""".replace("__DRAW_BUDGET__", str(DRAW_BUDGET))
+
+_revs = itertools.count(1)  # figure revisions, unique in this process: a rev never means two figures
 
 
 def _component_dir() -> Path:
@@ -117,22 +290,102 @@ def _spec(fig: Any) -> dict:
     return fig if isinstance(fig, dict) else json.loads(fig.to_json())
 
 
-def live_charts(panels: Sequence[tuple[str, str, Any]], key: str, columns: int = 2,
-                config: dict | None = None, polling: bool = True) -> None:
-    """Draw charts ``(panel id, title, figure spec or go.Figure)`` in a grid, updated in place on later calls.
+def grown_points(old: dict, new: dict) -> dict[int, tuple[list, list]] | None:
+    """The new points of each trace if ``new`` is ``old`` with points appended, else None.
 
-    A panel keeps its chart (and the user's zoom) across calls as long as its id stays;
-    only panels whose figure changed are redrawn. ``polling=False`` for the last draw after
-    a fragment's timer stops: that full rerun re-creates the fragment, and a component
-    re-mounted under its old key is never sent its figures again (blank charts), so the
-    last draw gets a key of its own.
+    ``{}`` when nothing changed. Same layout, same number of traces, every trace the same
+    apart from x and y, and each trace's old x and y a prefix of its new ones.
     """
-    key = key if polling else f"{key}.final"
+    if old is new:
+        return {}
+    if old["layout"] is not new["layout"] and old["layout"] != new["layout"]:
+        return None
+    if len(old["data"]) != len(new["data"]):
+        return None
+    tails: dict[int, tuple[list, list]] = {}
+    for i, (a, b) in enumerate(zip(old["data"], new["data"])):
+        if a is b:
+            continue
+        ax, ay, bx, by = a.get("x", []), a.get("y", []), b.get("x", []), b.get("y", [])
+        if any(a.get(k) != b.get(k) for k in a.keys() | b.keys() if k not in ("x", "y")):
+            return None
+        n = len(ax)
+        if len(ay) != n or len(bx) != len(by) or len(bx) < n or bx[:n] != ax or by[:n] != ay:
+            return None
+        if len(bx) > n:
+            tails[i] = (bx[n:], by[n:])
+    return tails
+
+
+class _Sent:
+    """What the browser has been sent for one panel: the figure (rev), then numbered chunks of points."""
+
+    def __init__(self) -> None:
+        self.rev = 0
+        self.seq = 0
+        self.figure: dict | None = None
+        self.chunks: list[dict] = []
+        self.resend = True
+
+    def args(self, fig: dict) -> dict:
+        """This panel's args for ``fig``: its new points, or the whole figure when it did not just grow."""
+        tails = None if self.figure is None or self.resend else grown_points(self.figure, fig)
+        if tails is None:  # a whole figure, under a new rev
+            self.rev, self.chunks, self.resend = next(_revs), [], False
+            self.figure = fig
+            return {"rev": self.rev, "seq": self.seq, "figure": fig, "chunks": []}
+        if tails:
+            self.seq += 1
+            idx = sorted(tails)
+            self.chunks = (self.chunks + [{"seq": self.seq, "i": idx, "x": [tails[i][0] for i in idx],
+                                           "y": [tails[i][1] for i in idx]}])[-KEEP_CHUNKS:]
+        self.figure = fig
+        return {"rev": self.rev, "chunks": self.chunks}
+
+
+def live_charts(panels: Sequence[tuple[str, str, Any]], key: str, columns: int = 2,
+                config: dict | None = None, every: dict[str, float] | None = None, paused: bool = False,
+                poll: float = 0.0, eager: bool = False) -> int:
+    """Draw charts ``(panel id, title, figure spec or go.Figure)`` in a grid, grown in place on later calls.
+
+    A panel keeps its chart (and the user's zoom) across calls as long as its id stays.
+    Pass a new figure object when a chart changed and the same one when it did not (see
+    ui.live_feed): a figure that only gained points reaches the browser as those points.
+    ``every``: panel id -> at least this many seconds between two draws of its new points
+    (default MIN_EVERY_S); a secondary chart can wait longer than the one people watch.
+    ``paused``: what is shown stays as it is (points already sent wait in the browser).
+    ``poll``: while runs train, the iframe reruns the caller's fragment every ``poll`` seconds
+    for new points (call this inside an ``st.fragment`` without ``run_every``): only while
+    its tab is shown, only after the previous answer came, and less often (up to 5x) while
+    the answers bring nothing new (unless ``eager``: e.g. while a run's first point is awaited,
+    when a late tick would show as a slow start). 0: no polling (nothing active).
+
+    Returns the iframe's tick count (which rerun this is), 0 before the first tick.
+    """
+    ss = st.session_state
+    sent: dict[str, _Sent] = ss.setdefault(f"{key}.sent", {})
+    asked = ss.get(key)
+    asked = asked if isinstance(asked, dict) else {}
+    if asked.get("resync") and asked["resync"] != ss.get(f"{key}.resync"):
+        ss[f"{key}.resync"] = asked["resync"]  # the iframe misses a figure or a chunk: send it everything
+        for s in sent.values():
+            s.resend = True
+    args = []
+    for pid, title, fig in panels:
+        spec = _spec(fig)
+        s = sent.setdefault(pid, _Sent())
+        height = (spec.get("layout") or {}).get("height") or 320
+        args.append({"id": pid, "title": title, "height": height,
+                     "every": max(MIN_EVERY_S, (every or {}).get(pid, MIN_EVERY_S)), **s.args(spec)})
+    for pid in list(sent):
+        if pid not in {p[0] for p in panels}:
+            del sent[pid]
     component = components.declare_component("hft_live_chart", path=_folder())
-    component(panels=[{"id": pid, "title": title, "figure": _spec(fig)} for pid, title, fig in panels],
-              columns=columns, config=config or {}, key=key, default=None)
+    component(panels=args, columns=columns, config=config or {}, paused=paused, poll=poll, eager=eager,
+              tick=asked.get("tick", 0), key=key, default=None)
+    return int(asked.get("tick", 0) or 0)
 
 
 def live_chart(fig: Any, key: str, config: dict | None = None) -> None:
-    """One chart, updated in place (see ``live_charts``)."""
+    """One chart, grown in place (see ``live_charts``)."""
     live_charts([("chart", "", fig)], key, columns=1, config=config)

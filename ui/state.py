@@ -6,6 +6,7 @@ the HFT home folder, shared by every browser session. Tests put their own manage
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -16,11 +17,12 @@ from hft_core.home import hft_home
 MANAGER_KEY = "hft_manager"
 
 # material icons render in markdown/labels without an emoji font (":material/name:")
+# "pruned": a search trial its pruner stopped early; ended like "stopped", told apart by its own label and colour
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                 "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
-                "failed": ":material/error:", "interrupted": ":material/warning:"}
-STATUS_COLORS = {"queued": "gray", "running": "blue", "finished": "green", "stopped": "orange", "failed": "red",
-                 "interrupted": "orange"}
+                "pruned": ":material/content_cut:", "failed": ":material/error:", "interrupted": ":material/warning:"}
+STATUS_COLORS = {"queued": "gray", "running": "blue", "finished": "green", "stopped": "orange", "pruned": "violet",
+                 "failed": "red", "interrupted": "orange"}
 
 
 @st.cache_resource(show_spinner=False)
@@ -29,8 +31,29 @@ def _shared_manager(home: str):
     from hft_core.store import RunStore
 
     mgr = RunManager(RunStore(home))
-    mgr.warm_up()  # the first Start then finds the trainer imported and the default data read
+    warm = mgr.warm_up()  # the first Start then finds the trainer imported and the default data read
+    threading.Thread(target=_warm_quick_demo_model, args=(warm,), name="hft-warm-model", daemon=True).start()
     return mgr
+
+
+QUICK_DEMO_MODEL = "tiny:bert"  # the Train page's quick demo (a BERT, like the default MiniLM-L6)
+
+
+def _warm_quick_demo_model(after: threading.Thread | None) -> None:
+    """After the manager's warm-up: build the quick demo's model once, in the background.
+
+    The first model built in a process imports its transformers modeling code (BERT's:
+    ~3 s on an idle 2-core machine, 8-10 s on a busy one) and reads its tokenizer; done
+    here, that no longer sits between the first Start of a fresh app and its first point.
+    Errors are left for the run itself to report."""
+    if after is not None:
+        after.join()  # one import at a time (the trainer's first imports are not thread-safe)
+    try:
+        from hft_core import models
+
+        models.load_model(QUICK_DEMO_MODEL, "classification", 2)
+    except Exception:  # noqa: BLE001 - only a warm-up
+        pass
 
 
 def manager():
@@ -112,45 +135,3 @@ def duration(rec: Any) -> str:
 
 
 ACTIVE_STATUSES = ("queued", "running")
-
-
-def cached_metrics(cache_name: str, run_ids: list[str], statuses: dict[str, str]):
-    """All metrics of these runs, reading from the store only the rows newer than last time.
-
-    Each refresh asks for ``step >= last step seen`` (inclusive: an eval at that step may
-    land in a later flush than its training metrics) and replaces that step. A run that
-    went from ended to active again (resumed) is read afresh, since its steps after the
-    checkpoint were rewritten. Ended runs are read once more after they end, then kept.
-    """
-    import pandas as pd
-
-    cache: dict[str, Any] = st.session_state.setdefault(f"{cache_name}.cache", {})
-    seen: dict[str, str] = st.session_state.setdefault(f"{cache_name}.cache_status", {})
-    st_ = store()
-    frames = []
-    for rid in run_ids:
-        status = statuses.get(rid, "")
-        old, final = cache.get(rid, (None, False))
-        if seen.get(rid) not in (None, *ACTIVE_STATUSES) and status in ACTIVE_STATUSES:
-            old, final = None, False  # resumed
-        seen[rid] = status
-        if old is not None and final and status not in ACTIVE_STATUSES:
-            frames.append(old)
-            continue
-        since = int(old["step"].max()) if old is not None and not old.empty else None
-        new = st_.metrics(rid, since_step=since)
-        if old is None or old.empty:
-            merged = new
-        elif new.empty:
-            merged = old
-        else:
-            merged = pd.concat([old[old["step"] < since], new], ignore_index=True)
-        cache[rid] = (merged, status not in ACTIVE_STATUSES)
-        frames.append(merged)
-    for rid in list(cache):
-        if rid not in run_ids:
-            del cache[rid]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return pd.DataFrame(columns=["run_id", "step", "name", "value", "wall_time"])
-    return pd.concat(frames, ignore_index=True)
