@@ -8,6 +8,8 @@
 
 The runs are tiny (tiny:bert, short texts, few steps) so the file takes a few minutes
 even on a busy 2-core machine. Screenshots: artifacts/screenshots/e2e-*.png (1280x800).
+Every wait reads the state its assertion is about, in one evaluation, with a generous
+deadline (see e2e_helpers): no fixed sleeps, no second tries.
 """
 from __future__ import annotations
 
@@ -19,41 +21,15 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.e2e
 
-# Live and Compare draw their charts in ui.live_chart iframes (same origin): look inside them.
-FIRST_PLOT = """const firstPlot = () => {
-  for (const f of document.querySelectorAll('iframe')) {
-    try { const p = f.contentDocument && f.contentDocument.querySelector('.js-plotly-plot'); if (p) return p; }
-    catch (e) {}
-  }
-  return document.querySelector('.js-plotly-plot');
-};"""
-LOSS_POINTS_JS = """(name) => {
-  // points of the trace called `name` in the first chart on the page (Live: training loss)
-  """ + FIRST_PLOT + """
-  const plot = firstPlot();
-  if (!plot || !plot._fullData) return 0;
-  const tr = plot._fullData.filter(t => t.name === name || (t.name || '').startsWith(name + ' ('));
-  return tr.length ? Math.max(...tr.map(t => (t.x || []).length)) : 0;
-}"""
-POINTS_JS = """() => {
-  // all points in the first chart on the page
-  """ + FIRST_PLOT + """
-  const plot = firstPlot();
-  if (!plot || !plot._fullData) return 0;
-  return plot._fullData.reduce((n, t) => n + (t.showlegend !== false ? (t.x || []).length : 0), 0);
-}"""
-X_RANGE_JS = """() => { """ + FIRST_PLOT + """ return firstPlot()._fullLayout.xaxis.range; }"""
-TRACES_WITH_POINTS_JS = """() => {
-  """ + FIRST_PLOT + """
-  const plot = firstPlot();
-  if (!plot || !plot._fullData) return 0;
-  return plot._fullData.filter(t => t.showlegend !== false && (t.x || []).length > 0).length;
-}"""
+from e2e_helpers import (LOSS_AND_RANGE_JS, LOSS_POINTS_JS, NAMES_WITH_POINTS_JS, POINTS_JS, row_status,  # noqa: E402
+                         run_row, wait_for, wait_idle)
+
+LONG = 180  # s: a first page, an upload's dry load or a first point on a busy 2-core machine
 
 
 def open_app(page, path: str = ""):
     page.goto(page.base_url + "/" + path)
-    page.locator("h1").first.wait_for(timeout=90_000)
+    page.locator("h1").first.wait_for(timeout=LONG * 1000)
 
 
 def widget(page, testid: str, label: str):
@@ -97,16 +73,6 @@ def set_text(page, label: str, value: str) -> None:
     wait_idle(page)
 
 
-def wait_idle(page, timeout: float = 30) -> None:
-    """Wait until the script is not running (Streamlit shows a status widget while it runs)."""
-    page.wait_for_timeout(300)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
-            return
-        page.wait_for_timeout(200)
-
-
 def small_run(page, name: str, steps: int) -> None:
     """On Train: name the run and make it short (tiny:bert quick demo is the default)."""
     page.get_by_role("tab", name="Training & precision").click()
@@ -126,31 +92,6 @@ def zoom_first_chart(page) -> None:
     page.mouse.move(box["x"] + box["width"] * 0.5, y + 5, steps=5)
     page.mouse.move(box["x"] + box["width"] * 0.7, y + 10, steps=5)
     page.mouse.up()
-    page.wait_for_timeout(300)
-
-
-def run_row(page, name: str):
-    """The Live page's row (status, progress, buttons) of the run called ``name``."""
-    return page.locator('[class*="st-key-run-"]').filter(has_text=name).first
-
-
-def row_status(page, name: str) -> str:
-    row = run_row(page, name)
-    if not row.count():
-        return ""
-    text = row.inner_text()
-    return next((s for s in ("running", "queued", "stopped", "finished", "failed", "interrupted") if s in text), "")
-
-
-def wait_for(cond, timeout: float, what: str, page=None, interval: float = 0.5):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last value {last!r})")
 
 
 @pytest.fixture
@@ -166,11 +107,11 @@ def test_first_curve_in_three_clicks_and_it_grows(app, shot):
     t0 = time.time()
     app.get_by_role("button", name="Start", exact=True).click()         # 2. Start
     app.locator("h1", has_text="Live").wait_for()                       # 3. Live opens by itself
-    first = wait_for(lambda: app.evaluate(TRACES_WITH_POINTS_JS) and app.evaluate(POINTS_JS), 120,
+    first = wait_for(lambda: app.evaluate(POINTS_JS), LONG,
                      "a first point on the loss chart")
     print(f"first point {time.time() - t0:.1f} s after Start")
     shot(app, "e2e-02-live-first-curve")
-    second = wait_for(lambda: (n := app.evaluate(POINTS_JS)) > first and n, 120, "more points after a refresh")
+    second = wait_for(lambda: (n := app.evaluate(POINTS_JS)) > first and n, LONG, "more points after a refresh")
     shot(app, "e2e-03-live-curve-grown")
     assert second > first
     if row_status(app, "bert baseline") == "running":  # a fast machine may be done already
@@ -182,31 +123,53 @@ def test_first_curve_in_three_clicks_and_it_grows(app, shot):
     assert not app.console_errors
 
 
-def test_stop_a_long_run(app, shot):
+PAUSED_JS = """() => {
+  // is the chart iframe paused, and what does it show: one state
+  for (const f of document.querySelectorAll('iframe')) {
+    try { if (f.contentDocument && f.contentWindow.Plotly) return f.contentDocument.body.dataset.paused === '1'; }
+    catch (e) {}
+  }
+  return null;
+}"""
+
+
+def loss_rows(app_server, name: str) -> int:
+    """How many training-loss points the run called ``name`` has in the store (training goes on)."""
+    from hft_core.store import RunStore
+
+    with RunStore(app_server.home) as store:
+        run = next((r for r in store.list_runs(limit=20) if r.name == name), None)
+        return 0 if run is None else len(store.metrics(run.id, names=["loss"]))
+
+
+def test_stop_a_long_run(app, shot, app_server):
     open_app(app)
     small_run(app, "e2e-long", 5000)
     app.get_by_role("button", name="Start", exact=True).click()
     app.locator("h1", has_text="Live").wait_for()
-    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-long") >= 2, 120, "2 points of e2e-long")
-    # zoom the loss chart; refreshes (every second) must keep the zoom (constant uirevision)
+    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-long") >= 2, LONG, "2 points of e2e-long")
+    # zoom the loss chart; new points (drawn as they come) must keep the zoom (constant uirevision)
     zoom_first_chart(app)
-    zoomed = app.evaluate(X_RANGE_JS)
-    app.wait_for_timeout(3500)
-    assert app.evaluate(LOSS_POINTS_JS, "e2e-long") > 2  # refreshed meanwhile
-    assert app.evaluate(X_RANGE_JS) == zoomed, "a refresh reset the zoom"
+    zoomed = wait_for(lambda: (v := app.evaluate(LOSS_AND_RANGE_JS, "e2e-long")) and v["autorange"] is False and v,
+                      30, "the loss chart zoomed in")
+    grown = wait_for(lambda: (v := app.evaluate(LOSS_AND_RANGE_JS, "e2e-long"))["points"] > zoomed["points"] and v,
+                     LONG, "new points on the zoomed chart")
+    assert grown["range"] == zoomed["range"], "new points reset the zoom"
     # pause: the chart stops changing while training goes on; un-pause catches up
     widget(app, "stCheckbox", "Pause live updates").click()
-    wait_idle(app)
-    frozen = app.evaluate(LOSS_POINTS_JS, "e2e-long")
-    assert app.evaluate(X_RANGE_JS) == zoomed, "pausing reset the zoom"
-    app.wait_for_timeout(3000)
-    assert app.evaluate(LOSS_POINTS_JS, "e2e-long") == frozen
+    wait_for(lambda: app.evaluate(PAUSED_JS), 60, "the charts to pause")
+    frozen = app.evaluate(LOSS_AND_RANGE_JS, "e2e-long")
+    assert frozen["range"] == zoomed["range"], "pausing reset the zoom"
+    shown_then = loss_rows(app_server, "e2e-long")
+    wait_for(lambda: loss_rows(app_server, "e2e-long") >= shown_then + 3, LONG, "3 more steps trained while paused")
+    assert app.evaluate(LOSS_AND_RANGE_JS, "e2e-long") == frozen, "the chart changed while paused"
     widget(app, "stCheckbox", "Pause live updates").click()
-    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-long") > frozen, 60, "the chart to catch up after pause")
-    assert app.evaluate(X_RANGE_JS) == zoomed, "un-pausing reset the zoom"
+    caught_up = wait_for(lambda: (v := app.evaluate(LOSS_AND_RANGE_JS, "e2e-long"))["points"] > frozen["points"]
+                         and v, LONG, "the chart to catch up after pause")
+    assert caught_up["range"] == zoomed["range"], "un-pausing reset the zoom"
     assert row_status(app, "e2e-long") == "running"
     run_row(app, "e2e-long").get_by_role("button", name="Stop").click()
-    wait_for(lambda: row_status(app, "e2e-long") == "stopped", 60, "e2e-long to show as stopped")
+    wait_for(lambda: row_status(app, "e2e-long") == "stopped", LONG, "e2e-long to show as stopped")
     shot(app, "e2e-04-live-stopped")
     assert run_row(app, "e2e-long").get_by_role("button", name="Resume").count() == 1
     assert not app.console_errors
@@ -224,13 +187,13 @@ def test_upload_csv_and_train_on_it(app, shot, tmp_path):
     choose(app, "Data", re.compile("Upload a file"))
     wait_idle(app)
     app.locator('[data-testid="stFileUploader"] input[type=file]').first.set_input_files(str(path))
-    app.get_by_text("Text from").wait_for(timeout=90_000)  # columns guessed, preview shown
+    app.get_by_text("Text from").wait_for(timeout=LONG * 1000)  # columns guessed, preview shown
     assert app.get_by_text("review").count() > 0
     shot(app, "e2e-05-train-upload-preview")
     small_run(app, "e2e-upload", 6)
     app.get_by_role("button", name="Start", exact=True).click()
     app.locator("h1", has_text="Live").wait_for()
-    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-upload") >= 1, 180, "a point of the upload run")
+    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-upload") >= 1, LONG, "a point of the upload run")
     shot(app, "e2e-06-live-upload-run")
     assert not app.console_errors
 
@@ -243,7 +206,7 @@ def test_bad_upload_gets_a_clear_error(app, shot, tmp_path):
     wait_idle(app)
     app.locator('[data-testid="stFileUploader"] input[type=file]').first.set_input_files(str(path))
     err = app.get_by_text(re.compile("broken.csv cannot be used"))
-    err.first.wait_for(timeout=90_000)
+    err.first.wait_for(timeout=LONG * 1000)
     assert "binary" in err.first.inner_text()
     app.get_by_role("button", name="Start", exact=True).click()
     app.get_by_text(re.compile("Not started")).first.wait_for(timeout=30_000)
@@ -258,12 +221,13 @@ def test_sweep_queues_runs_and_compare_overlays(app, shot):
     app.locator("h1", has_text="Live").wait_for()
     wait_for(lambda: all(row_status(app, f"alpha={a}") for a in ("0", "0.5", "1")), 30, "the sweep's 3 runs on Live")
     shot(app, "e2e-08-live-sweep-queued")
-    wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "alpha=0") and app.evaluate(LOSS_POINTS_JS, "alpha=0.5"), 240,
+    wait_for(lambda: {"alpha=0", "alpha=0.5"} <= set(app.evaluate(NAMES_WITH_POINTS_JS)), 2 * LONG,
              "two sweep runs with points")
     click_single(app, app.get_by_role("button", name="Compare these runs"))
     app.locator("h1", has_text="Compare").wait_for()
-    n = wait_for(lambda: app.evaluate(TRACES_WITH_POINTS_JS), 60, "overlaid curves on Compare")
-    assert n >= 2
+    names = wait_for(lambda: (n := app.evaluate(NAMES_WITH_POINTS_JS)) and len(n) >= 2 and n, LONG,
+                     "overlaid curves on Compare")
+    assert len(names) >= 2
     shot(app, "e2e-09-compare-overlay")
     assert not app.console_errors
 
@@ -279,10 +243,10 @@ def test_a_preset_runs_end_to_end_and_opens_on_compare(app, shot):
     shot(app, "e2e-10-train-preset")
     click_single(app, app.get_by_role("button", name=re.compile("Run all 3 variants")))
     app.locator("h1", has_text="Compare").wait_for(timeout=60_000)
-    # every variant ends with an eval point: the three traces fill in as the runs finish, in queue order
-    wait_for(lambda: app.evaluate(TRACES_WITH_POINTS_JS) >= 3, 300, "the preset's 3 runs on the Compare chart")
-    names = app.evaluate("""() => { """ + FIRST_PLOT + """
-        return firstPlot()._fullData.filter(t => (t.x || []).length).map(t => t.name); }""")
+    # every variant ends with an eval point: the three curves fill in as the runs finish, in queue order;
+    # their names are read in the same evaluation that finds three (a refresh may re-mount the chart)
+    names = wait_for(lambda: (n := app.evaluate(NAMES_WITH_POINTS_JS)) and len(n) >= 3 and n, 2 * LONG,
+                     "the preset's 3 runs on the Compare chart")
     assert any("teacher" in n for n in names) and any("KD" in n for n in names), names
     shot(app, "e2e-11-compare-preset")
     assert not app.console_errors
