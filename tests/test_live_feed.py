@@ -157,3 +157,42 @@ def test_read_logs_reads_only_new_rows_and_rereads_a_resumed_run(tmp_path):
                                       store.metrics(rid).sort_values(["step", "name"]).reset_index(drop=True))
         live_feed.read_logs(store, logs, [], done=["finished"])
         assert logs == {}
+
+
+# ---- ui.live_chart: what the iframe is sent --------------------------------------------------------
+
+def test_grown_points_are_the_tails_of_a_figure_that_only_grew():
+    from ui.live_chart import grown_points
+
+    old = {"data": [{"name": "a", "x": [1.0, 2.0], "y": [3.0, 4.0]}, {"name": "b", "x": [1.0], "y": [5.0]}],
+           "layout": {"height": 280}}
+    new = {"data": [{"name": "a", "x": [1.0, 2.0, 3.0], "y": [3.0, 4.0, None]}, old["data"][1]],
+           "layout": old["layout"]}
+    assert grown_points(old, new) == {0: ([3.0], [None])}
+    assert grown_points(old, old) == {}
+    restyled = {**new, "data": [{**new["data"][0], "mode": "lines"}, old["data"][1]]}
+    assert grown_points(old, restyled) is None                         # a style changed: whole figure
+    rewritten = {**new, "data": [{"name": "a", "x": [1.0, 2.0, 3.0], "y": [3.0, 9.0, 1.0]}, old["data"][1]]}
+    assert grown_points(old, rewritten) is None                        # an old point changed
+    assert grown_points(old, {**new, "layout": {"height": 300}}) is None
+    assert grown_points(old, {**new, "data": new["data"][:1]}) is None  # a trace went
+
+
+def test_the_iframe_gets_a_figure_then_numbered_chunks_and_the_figure_again_when_asked():
+    from ui.live_chart import KEEP_CHUNKS, _Sent
+
+    sent = _Sent()
+    fig = {"data": [{"x": [1.0], "y": [1.0]}], "layout": {}}
+    first = sent.args(fig)
+    assert first["figure"] is fig and first["chunks"] == []
+    for step in range(2, 4 + KEEP_CHUNKS):
+        fig = {"data": [{"x": fig["data"][0]["x"] + [float(step)], "y": fig["data"][0]["y"] + [1.0 / step]}],
+               "layout": fig["layout"]}
+        args = sent.args(fig)
+        assert "figure" not in args and args["rev"] == first["rev"]
+    assert [c["seq"] for c in args["chunks"]] == list(range(first["seq"] + 3, first["seq"] + 3 + KEEP_CHUNKS))
+    assert args["chunks"][-1]["x"] == [[float(3 + KEEP_CHUNKS)]]
+    assert sent.args(fig)["chunks"] == args["chunks"]  # nothing new: the same args (the browser is not told again)
+    sent.resend = True  # the iframe found a gap, or is new
+    again = sent.args(fig)
+    assert again["figure"] is fig and again["rev"] > first["rev"] and again["seq"] == args["chunks"][-1]["seq"]

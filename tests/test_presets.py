@@ -67,9 +67,11 @@ class FakeManager:
 
     def __init__(self):
         self.submitted = []
+        self.after = {}
 
-    def submit(self, cfg, *, group="", name=""):
+    def submit(self, cfg, *, group="", name="", after=()):
         self.submitted.append((cfg, group, name))
+        self.after[f"r-{len(self.submitted):06d}"] = list(after)
         return f"r-{len(self.submitted):06d}"
 
 
@@ -88,6 +90,7 @@ def test_submit_preset_queues_one_group_in_dependency_order():
             if "kd" in cfg.mix:
                 assert cfg.mix["kd"].teacher == f"run:{teacher_id}"
                 assert ids.index(run_id) > ids.index(teacher_id)
+                assert m.after[run_id] == [teacher_id]  # it waits in the queue for its teacher to finish
 
 
 def test_write_plain_configs_for_the_cli(tmp_path):

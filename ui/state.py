@@ -30,7 +30,7 @@ def _shared_manager(home: str):
     from hft_core.runs import RunManager
     from hft_core.store import RunStore
 
-    mgr = RunManager(RunStore(home))
+    mgr = RunManager(RunStore(home)).serve_all()  # a worker thread per device, for runs queued anywhere
     warm = mgr.warm_up()  # the first Start then finds the trainer imported and the default data read
     threading.Thread(target=_warm_quick_demo_model, args=(warm,), name="hft-warm-model", daemon=True).start()
     return mgr

@@ -71,3 +71,51 @@ def test_a_run_started_from_the_cli_appears_on_live_by_itself(page, app_server, 
                 cli.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 cli.kill()
+
+
+AXIS_JS = """(name) => {
+  // the loss chart as drawn: its x axis title, the names of its curves, the points of `name`
+  for (const f of document.querySelectorAll('iframe')) {
+    let p = null;
+    try { p = f.contentDocument && f.contentDocument.querySelector('.js-plotly-plot'); } catch (e) {}
+    if (!p || !p._fullData) continue;
+    const mine = p._fullData.filter(t => t.name === name || (t.name || '').startsWith(name + ' ('));
+    return {x: p._fullLayout.xaxis.title.text, names: p._fullData.map(t => t.name),
+            points: mine.length ? Math.max(...mine.map(t => (t.x || []).length)) : 0};
+  }
+  return null;
+}"""
+
+
+def test_smoothing_and_the_x_axis_redraw_the_chart_and_new_points_keep_coming(page, app_server, shot):
+    env = {**os.environ, "HFT_HOME": str(app_server.home), "HFT_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cli = subprocess.Popen([sys.executable, "-m", "hft_core", "train", "--set", "model=tiny:bert", "--set",
+                            "max_steps=2000", "--set", "name=settings-run", "--quiet"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page.goto(str(app_server) + "/live")
+        page.locator("h1", has_text="Live").wait_for(timeout=LONG * 1000)
+        before = wait_for(lambda: (v := page.evaluate(AXIS_JS, "settings-run")) and v["points"] >= 2 and v, LONG,
+                          "2 points of the CLI run")
+        assert before["x"] == "step" and "settings-run (raw)" not in before["names"]
+        # smoothing (the slider's top end): a smoothed curve over the faint raw one, and it still grows
+        page.locator('[data-testid="stSlider"]').filter(has_text="smoothing").get_by_role("slider").press("End")
+        smooth = wait_for(lambda: (v := page.evaluate(AXIS_JS, "settings-run")) and "settings-run (raw)" in v["names"]
+                          and v, LONG, "the smoothed curve")
+        assert "settings-run" in smooth["names"]
+        wait_for(lambda: page.evaluate(AXIS_JS, "settings-run")["points"] > smooth["points"], LONG,
+                 "new points on the smoothed chart")
+        # x axis: wall time; the curves are redrawn against seconds and keep growing
+        page.get_by_role("radio", name="wall time (s)").click()
+        timed = wait_for(lambda: (v := page.evaluate(AXIS_JS, "settings-run")) and v["x"] == "wall time (s)" and v,
+                         LONG, "the x axis in seconds")
+        wait_for(lambda: page.evaluate(AXIS_JS, "settings-run")["points"] > timed["points"], LONG,
+                 "new points against wall time")
+        shot(page, "e2e-41-live-smoothed-wall-time")
+        assert not page.console_errors
+    finally:
+        cli.send_signal(signal.SIGINT)
+        try:
+            cli.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            cli.kill()
