@@ -372,6 +372,8 @@ class RunStore:
         if self._closed:
             raise StoreError(f"the store {self.path} is closed; open a new RunStore")
         with self._wlock:
+            if self._closed:  # closed by another thread while we waited for the lock
+                raise StoreError(f"the store {self.path} is closed; open a new RunStore")
             con = self._wcon
             try:
                 con.execute("BEGIN IMMEDIATE")

@@ -66,6 +66,50 @@ def wait_until(predicate, timeout: float = 60.0, what: str = "the condition"):
 
 # ---- a real study: TPE + median pruner on tiny:bert, continued from the CLI --------------------------
 
+class Lockstep:
+    """The trainer waits after each eval until the driver has read it and, when the driver asked
+    the run to stop (pruned), until the stop has reached the trainer.
+
+    A tiny model trains 40 steps in a fraction of the driver's poll on a fast machine, so without
+    this whether a bad trial is seen before it ends is a race. In lockstep the study sees every
+    eval of every run, as it does with a model whose evals are seconds apart.
+    """
+
+    def __init__(self, store: RunStore, monkeypatch, metric: str = "eval/accuracy") -> None:
+        self.store, self.metric, self.cond, self.seen = store, metric, threading.Condition(), set()
+        watch = S._Driver._watch
+
+        def watched(driver, live):
+            watch(driver, live)
+            with self.cond:
+                self.seen.add((live.run_id, live.last_step))
+                self.cond.notify_all()
+
+        monkeypatch.setattr(S._Driver, "_watch", watched)
+        monkeypatch.setattr(S, "POLL_S", 0.1)
+
+    def train(self, cfg, sink, stop, out_dir, resume=False):
+        from hft_core.trainer import train
+
+        run_id, gate = Path(out_dir).name, self
+
+        class Gated:
+            def log(self, step, values):
+                sink.log(step, values)
+                if gate.metric in values:
+                    gate.store.flush()
+                    with gate.cond:
+                        assert gate.cond.wait_for(lambda: (run_id, step) in gate.seen or stop.is_set(), 60), \
+                            f"the driver never read step {step} of {run_id}"
+                    if gate.store.pending_stops([run_id]):
+                        assert stop.wait(30), f"the stop request of {run_id} never reached its trainer"
+
+            def __getattr__(self, name):
+                return getattr(sink, name)
+
+        return train(cfg, sink=Gated(), stop=stop, out_dir=out_dir, resume=resume)
+
+
 def test_tpe_study_with_median_pruner_prunes_and_continues(home, toy_csv, tmp_path):
     # lr spans 1e-5 .. 1e-1: the tiny model learns the toy task only around 1e-3 .. 1e-2, so a
     # good share of the trials are clearly worse than the median at the same eval and get pruned.
@@ -77,9 +121,13 @@ def test_tpe_study_with_median_pruner_prunes_and_continues(home, toy_csv, tmp_pa
     spec = S.load_search(path)
     assert (spec.metric, spec.direction) == ("eval/accuracy", "maximize")  # the classification default
     ended = []
-    result = S.run_search(spec, on_trial=ended.append)
-
     store = RunStore(home)
+    with pytest.MonkeyPatch.context() as mp:  # the CLI below runs the driver as it is
+        launcher = S.LocalLauncher(store, "cpu", train_fn=Lockstep(store, mp).train)
+        try:
+            result = S.run_search(spec, on_trial=ended.append, store=store, launcher=launcher)
+        finally:
+            launcher.close()
     runs = store.list_runs(group="tiny-lr")
     assert len(runs) == 6 and len(result.trials) == 6 and [t.number for t in ended] == sorted(t.number for t in ended)
     by_run = {t.run_id: t for t in result.trials}

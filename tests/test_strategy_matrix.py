@@ -124,7 +124,15 @@ def test_each_strategy_alone_trains_and_exports_a_plain_model(task, names, tmp_p
     assert not any("Missing" in msg or "UNEXPECTED" in msg for _, msg in sink.events)
 
 
-@pytest.mark.parametrize("task,names", list(cases(pairs=True)))
+def pair_cases():
+    """Every pair; the causal-lm ones (52, about 20 s) are marked slow: the default run trains
+    every pair on classification and every strategy alone on both tasks."""
+    for case in cases(pairs=True):
+        task = case.values[0]
+        yield pytest.param(*case.values, id=case.id, marks=[pytest.mark.slow] if task == "causal-lm" else [])
+
+
+@pytest.mark.parametrize("task,names", list(pair_cases()))
 def test_every_pair_trains(task, names, monkeypatch):
     # sampled generations at the final eval are checked alone above; here they would double the time
     monkeypatch.setattr("hft_core.tasks.generate_samples", lambda *a, **k: [])

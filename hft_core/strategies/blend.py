@@ -17,7 +17,6 @@ tensor at a time, so no second full copy outlives ``setup``.
 from __future__ import annotations
 
 import copy
-import gc
 from dataclasses import dataclass
 
 import torch
@@ -69,7 +68,7 @@ def blend_init(model: nn.Module, fresh: nn.Module, w_pre: float, w_rand: float) 
         raise ConfigError(f"blend: the fresh model does not match the model ({len(missing)} tensor names differ, "
                           f"e.g. {missing[:3]}); blend needs the same architecture")
     for name, t in mine.items():
-        r = theirs[name]
+        r = theirs.pop(name)  # ours alone now: released below, it is freed at once
         if r.shape != t.shape:
             raise ConfigError(f"blend: tensor {name} has shape {tuple(t.shape)} but the fresh init has "
                               f"{tuple(r.shape)}; blend needs the same architecture")
@@ -83,6 +82,7 @@ def blend_init(model: nn.Module, fresh: nn.Module, w_pre: float, w_rand: float) 
             t.mul_(w_pre).add_(r.to(t.device, t.dtype), alpha=w_rand)
         # free the fresh tensor now: peak memory stays near one model, not two
         _release(fresh, name)
+        del r
     return model
 
 
@@ -107,8 +107,7 @@ class Blend(Hooks):
             return model  # plain fine-tuning: nothing to load
         fresh = _fresh_like(model, ctx)
         blend_init(model, fresh, w_pre, w_rand)
-        del fresh
-        gc.collect()
+        del fresh  # its tensors were freed one by one as they were blended
         return model
 
 
