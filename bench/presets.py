@@ -2,6 +2,7 @@
 
     python bench/presets.py                        # every preset, 3 seeds each
     python bench/presets.py --only finetune_vs_scratch --seeds 5
+    python bench/presets.py --seeds 3,4,5          # the held-out seeds: check a design without changing it
     python bench/presets.py --quick                # tiny models, a few steps: checks the plumbing only
 
 For each preset: the key metric per variant as mean ± sd over the seeds, the wall time
@@ -69,9 +70,21 @@ def report(outcome: P.Outcome, out=sys.stdout) -> None:
         print(f"   expected {check.describe()}: {mark}{extra}", file=out)
 
 
+def seed_list(text: str, own: list[int]) -> list[int]:
+    """"3": the preset's first 3 seeds (more after its last if it has fewer); "3,4,5": these."""
+    parts = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not parts or not all(t.isdigit() for t in parts):
+        raise SystemExit(f"--seeds {text!r}: give a count (3) or a list of seeds (3,4,5)")
+    if len(parts) > 1 or "," in str(text):
+        return [int(t) for t in parts]
+    n = int(parts[0])
+    return list(own[:n]) + list(range(max(own) + 1, max(own) + 1 + n - len(own)))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=3, help="seeds per preset (default 3)")
+    ap.add_argument("--seeds", default="3", help="how many seeds per preset, from each preset's own (default 3), "
+                    "or which: e.g. 3,4,5")
     ap.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this preset (repeatable)")
     ap.add_argument("--skip", action="append", default=[], metavar="NAME", help="skip this preset (repeatable)")
     ap.add_argument("--quick", action="store_true", help="tiny models, a few steps (plumbing check, numbers meaningless)")
@@ -92,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     held = failed = unmeasured = 0
     t0 = time.time()
     for p in chosen:
-        seeds = list(p.seeds[:args.seeds]) + list(range(max(p.seeds) + 1, max(p.seeds) + 1 + args.seeds - len(p.seeds)))
+        seeds = seed_list(args.seeds, p.seeds)
         try:
             outcome = P.run_preset_here(p, seeds, quick=args.quick, store=store,
                                         log=lambda m: print(f"   . {m}", flush=True))

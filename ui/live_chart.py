@@ -195,6 +195,8 @@ window.addEventListener("message", (event) => {
   if (!msg || msg.type !== "streamlit:render") return;
   const args = msg.args;
   const panels = args.panels;
+  // the titles in the app's text colour (Streamlit sends its theme: light or dark, or a custom one)
+  if (msg.theme && msg.theme.textColor) document.body.style.color = msg.theme.textColor;
   config = Object.assign({responsive: true, displaylogo: false}, args.config || {});
   paused = !!args.paused;
   document.body.dataset.paused = paused ? "1" : "";  // for tests: the state a pause assertion reads
