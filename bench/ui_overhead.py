@@ -277,23 +277,25 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
 
-    first_total = statistics.median(f["total"] for f in firsts)
+    first_total = statistics.median(f["total"] for f in firsts) if firsts else None
     # each pair ran back to back: the ratio within a pair cancels the machine's slow drifts
     pair_ratios = [u / c for u, c in zip(ui, cli)]
     print()
     print(f"{'measure':44} {'value':>10}")
-    print(f"{'start -> first point on the chart (median)':44} {first_total:9.2f}s")
-    for k, label in (("created", "  run stored"), ("live_page", "  Live page shown"),
-                     ("first_metric", "  first metric written by the trainer"),
-                     ("drawn_after_metric", "  drawn in the browser after that")):
-        print(f"{label:44} {statistics.median(f[k] for f in firsts):9.2f}s")
+    if firsts:  # --first-point-repeats 0: not measured
+        print(f"{'start -> first point on the chart (median)':44} {first_total:9.2f}s")
+        for k, label in (("created", "  run stored"), ("live_page", "  Live page shown"),
+                         ("first_metric", "  first metric written by the trainer"),
+                         ("drawn_after_metric", "  drawn in the browser after that")):
+            print(f"{label:44} {statistics.median(f[k] for f in firsts):9.2f}s")
     if pair_ratios:
         print(f"{'UI throughput (median of runs)':44} {statistics.median(ui):10.2f} samples/s")
         print(f"{'CLI throughput (median of runs)':44} {statistics.median(cli):10.2f} samples/s")
         print(f"{'UI / CLI per pair':44} {'  '.join(f'{r:.3f}' for r in pair_ratios)}")
         print(f"{'Chromium renderer while the UI run trained':44} {statistics.median(renderer):10.3f} CPU-s per s "
               f"(of {os.cpu_count()} cores)")
-    print(f"RESULT start_to_first_point_s={first_total:.2f}")
+    if firsts:
+        print(f"RESULT start_to_first_point_s={first_total:.2f}")
     if pair_ratios:
         print(f"RESULT ui_vs_cli={statistics.median(pair_ratios):.3f}")
     return 0
