@@ -396,6 +396,11 @@ def _base_layout() -> dict[str, Any]:
             "xaxis": dict(axis), "yaxis": {**axis, "hoverformat": ".4~g"}, "title": {"x": 0.05}}
 
 
+def base_layout() -> dict[str, Any]:
+    """The layout every chart of the lab starts from (readable on light and dark themes)."""
+    return _base_layout()
+
+
 def themed(spec: Mapping[str, Any], theme: str | None) -> dict[str, Any]:
     """``spec`` with the text colour of Streamlit's ``theme`` ("light" | "dark"); None or unknown: as is.
 

@@ -324,7 +324,7 @@ def _evaluate(task, model, tokenizer, dataset, cfg, device, plan, sink, step, mi
             sink.event(f"sample at step {step}: Q: {s['prompt']!r} -> {s['generated']!r} (reference {s['reference']!r})")
         if final and report.confusion is not None:
             sink.event("confusion matrix (rows = true, columns = predicted; labels "
-                       f"{report.label_names}): {json.dumps(report.confusion)}")
+                       f"{json.dumps(report.label_names)}): {json.dumps(report.confusion)}")
     runtime.wait_for_everyone()
     return metrics
 

@@ -15,7 +15,7 @@ import streamlit as st
 from hft_core import charts
 from hft_core.config import ConfigError, RunConfig
 from hft_core.store import STATUSES, StoreError, export_run
-from ui import attributions_view
+from ui import after_training, attributions_view
 from ui import state as ui_state
 
 ui_state.through_app()  # first: a page opened by its URL on a fresh server runs inside app.py
@@ -219,6 +219,8 @@ with tab_log:
             st.warning(line)
         else:
             st.markdown(line)
+
+after_training.section(store, mgr, rec)  # confusion matrix, WiSE-FT / pruning / soup jobs and their results
 
 # ---- token attributions of a classification run (logic in ui/attributions_view.py) --------------
 if attributions_view.explainable(rec):
