@@ -11,6 +11,7 @@ import time
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # a local Ray cluster starts in 3-15 s: `python3 -m pytest -m slow` runs these
 ray = pytest.importorskip("ray")
 pytest.importorskip("optuna")
 
