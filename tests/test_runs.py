@@ -207,7 +207,7 @@ def test_move_reorders_the_queue(store):
     with pytest.raises(ValueError, match="not queued"):
         m.move(first, 0)
     m.stop(first)
-    assert m.wait(timeout=10)
+    assert m.wait(timeout=60)
     assert [x["name"] for x in fake.calls] == ["first", "c", "b", "a"]
 
 
@@ -218,7 +218,7 @@ def test_a_failing_run_is_recorded_and_the_next_one_starts(store):
     m = make_manager(store, fake)
     bad = m.submit(cfg(), name="bad")
     good = m.submit(cfg(), name="good")
-    assert m.wait(timeout=10)
+    assert m.wait(timeout=60)
     r = store.get_run(bad)
     assert r.status == "failed" and r.error == "ValueError: the batch had no labels"
     assert "Traceback" in r.traceback and "the batch had no labels" in r.traceback
@@ -249,12 +249,13 @@ def test_cancel_a_queued_run(store):
     m = make_manager(store, fake)
     running = m.submit(cfg(max_steps=100_000), name="long")
     queued = m.submit(cfg(), name="waiting")
-    wait_for(lambda: m.active() == [running], what="first run to start")
+    # claimed is not yet trained: wait until the trainer has taken a step, so "long" surely trained
+    wait_for(lambda: m.active() == [running] and fake.step_now > 0, what="first run to train")
     m.stop(queued)
     assert store.get_run(queued).status == "stopped" and m.queue() == []
     assert "cancelled while queued" in [msg for _, _, msg in store.events(queued)]
     m.stop(running)
-    assert m.wait(timeout=5)
+    assert m.wait(timeout=60)
     assert [c["name"] for c in fake.calls] == ["long"]  # the cancelled run never trained
     with pytest.raises(StoreError, match="already ended .stopped.*nothing to stop.*--resume"):
         m.stop(queued)  # an ended run: a message that says so, never a silent no-op
@@ -285,12 +286,12 @@ def test_resume_after_a_crash_drops_the_steps_past_the_checkpoint(store):
     fake = FakeTrainer(fail={"crash": (8, RuntimeError("CUDA error: an illegal memory access"))}, ckpt_at=5)
     m = make_manager(store, fake)
     run_id = m.submit(cfg(max_steps=12), name="crash")
-    assert m.wait(timeout=5)
+    assert m.wait(timeout=60)
     r = store.get_run(run_id)
     assert r.status == "failed" and r.checkpoint_dir and list(store.metrics(run_id).step) == list(range(1, 9))
     fake.fail.clear()
     m.resume(run_id)
-    assert m.wait(timeout=5)
+    assert m.wait(timeout=60)
     assert store.get_run(run_id).status == "finished"
     assert fake.calls[-1]["from_step"] == 5
     df = store.metrics(run_id)
@@ -307,12 +308,12 @@ def test_resume_without_a_checkpoint(store):
     wait_for(lambda: m.active() == [blocker])
     m.stop(cancelled)
     m.stop(blocker)
-    assert m.wait(timeout=5)
+    assert m.wait(timeout=60)
     m.resume(cancelled)  # never trained: no checkpoint, so it simply starts from step 0
-    assert m.wait(timeout=5)
+    assert m.wait(timeout=60)
     assert store.get_run(cancelled).status == "finished" and fake.calls[-1]["resume"] is False
     early = m.submit(cfg(), name="early")
-    assert m.wait(timeout=5)
+    assert m.wait(timeout=60)
     shutil_rm = store.run_dir(early) / "checkpoint"
     assert not shutil_rm.exists()
     with pytest.raises(ValueError, match="failed before saving a checkpoint"):
@@ -341,7 +342,7 @@ def test_a_run_that_dies_with_its_process_is_interrupted_and_not_restarted(store
     assert m.queue() == [] and fake.calls == []
     assert len(store.metrics(run_id)) == 1
     m.resume(run_id)
-    assert m.wait(timeout=5) and store.get_run(run_id).status == "finished"
+    assert m.wait(timeout=60) and store.get_run(run_id).status == "finished"
 
 
 def test_stop_a_run_that_another_worker_trains(store):
@@ -442,7 +443,7 @@ def test_shutdown_cancels_the_queue_and_stops_the_running(store):
     wait_for(lambda: m.active() == [running])
     m.shutdown(wait=False)
     assert store.get_run(queued).status == "stopped"
-    assert m.wait(timeout=5)
+    assert m.wait(timeout=60)
     assert store.get_run(running).status == "stopped"
     with pytest.raises(RuntimeError, match="shut down"):
         m.submit(cfg())
