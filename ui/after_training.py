@@ -83,7 +83,7 @@ def job_results(kind: str, metrics: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def job_figure(kind: str, table: pd.DataFrame, metric: str) -> dict[str, Any]:
+def job_figure(table: pd.DataFrame, metric: str) -> dict[str, Any]:
     x = table.columns[0]
     return {"data": [{"type": "scatter", "mode": "lines+markers", "x": table[x].tolist(),
                       "y": table[metric].tolist(), "name": metric}],
@@ -102,8 +102,8 @@ def section(store: Any, mgr: Any, rec: Any) -> None:
             st.caption("No results yet: they appear point by point while the job runs.")
             return
         st.markdown("#### Results")
-        metric = "eval/accuracy" if "eval/accuracy" in table else [c for c in table.columns[1:]][0]
-        st.plotly_chart(job_figure(rec.kind, table, metric), key="after.job", theme=None)
+        metric = "eval/accuracy" if "eval/accuracy" in table else table.columns[1]
+        st.plotly_chart(job_figure(table, metric), key="after.job", theme=None)
         st.dataframe(table, hide_index=True)
         return
     if rec.kind != "train" or rec.status != "finished":
