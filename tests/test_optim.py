@@ -37,29 +37,65 @@ def loss_of(model, k: int) -> torch.Tensor:
 
 
 def test_sgd_steps_equal_momentum_sgd_with_decay_on_weight_matrices_only():
+    """The trainer's SGD steps are bit-equal to torch.optim.SGD with momentum 0.9 (no dampening, no
+    Nesterov) and weight decay on the weight matrices only, the groups spelled out here. Bit-equal by
+    construction on any CPU: both sides run the same kernels in the same order on the same numbers
+    (a hand-written formula rounds differently from torch's kernels, by a few float32 ulps that
+    three steps of backprop amplify; the formula itself is checked below, with its own tolerance)."""
     cfg = RunConfig(model="tiny:bert", optimizer="sgd", lr=0.05, weight_decay=0.1, max_grad_norm=0,
                     schedule="constant")
     model = tiny_model()
-    reference = tiny_model()  # the same start; updated below by the formula, by hand
+    reference = tiny_model()  # the same start
     optimizer = _make_optimizer(cfg, model)
     scheduler = _make_scheduler(cfg, optimizer)
     scaler = make_scaler(plan_precision("fp32", describe_device(torch.device("cpu"))), "cpu")
-    buffers: dict[str, torch.Tensor] = {}
+    matrices = [p for p in reference.parameters() if p.ndim >= 2]
+    vectors = [p for p in reference.parameters() if p.ndim < 2]
+    assert len(matrices) == 2 and len(vectors) == 4  # 2 Linear weights; 2 biases, LayerNorm weight and bias
+    ref_opt = torch.optim.SGD([{"params": matrices, "weight_decay": cfg.weight_decay},
+                               {"params": vectors, "weight_decay": 0.0}],
+                              lr=cfg.lr, momentum=MOMENTUM, dampening=0.0, nesterov=False)
     for k in range(3):
         loss_of(model, k).backward()
         optimizer_step(model, optimizer, scaler, cfg.max_grad_norm)  # the trainer's step
         scheduler.step()
 
-        reference.zero_grad()
+        ref_opt.zero_grad()
         loss_of(reference, k).backward()
-        with torch.no_grad():
-            for name, p in reference.named_parameters():
-                decay = cfg.weight_decay if p.ndim >= 2 else 0.0
-                d = p.grad + decay * p
-                buffers[name] = d.clone() if k == 0 else MOMENTUM * buffers[name] + d
-                p -= cfg.lr * buffers[name]
+        ref_opt.step()
         for (name, got), (_, want) in zip(model.named_parameters(), reference.named_parameters()):
-            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7, msg=f"{name} after step {k + 1}")
+            torch.testing.assert_close(got, want, rtol=0, atol=0, msg=f"{name} after step {k + 1}")
+    start = tiny_model()
+    assert all(not torch.equal(got, p0) for got, p0 in zip(model.parameters(), start.parameters()))  # all moved
+
+
+def test_momentum_sgd_with_coupled_decay_is_the_formula():
+    """torch.optim.SGD as configured above is the formula of the module docstring:
+        d = g + wd * p;   buf = d (first step), else 0.9 * buf + d;   p -= lr * buf
+    checked on fixed tensors against the formula in float64. Tolerance from float32 rounding: each
+    step does 6 float32 operations, each off by at most eps/2 of the largest magnitude involved, and
+    an error made once carries into later steps (through p, and through buf times 0.9 < 1); so over
+    n steps the error is below n * 6 * eps * scale, doubled for the carries. No fixed rtol that
+    could be tighter than a CPU's rounding (FMA or not, vector width)."""
+    lr, wd, steps = 0.05, 0.1, 3
+    g = torch.Generator().manual_seed(7)
+    start = torch.randn(5, 4, generator=g)
+    grads = [torch.randn(5, 4, generator=g) for _ in range(steps)]
+
+    p = torch.nn.Parameter(start.clone())
+    opt = torch.optim.SGD([p], lr=lr, momentum=MOMENTUM, weight_decay=wd)
+    want, buf, scale = start.double(), None, 0.0
+    for k in range(steps):
+        p.grad = grads[k].clone()
+        opt.step()
+        d = grads[k].double() + wd * want
+        buf = d if buf is None else MOMENTUM * buf + d
+        want = want - lr * buf
+        scale = max(scale, float(want.abs().max()), float(d.abs().max()), float(buf.abs().max()))
+        bound = 2 * (k + 1) * 6 * torch.finfo(torch.float32).eps * scale
+        err = float((p.detach().double() - want).abs().max())
+        assert err <= bound, f"step {k + 1}: off by {err:.3g} > {bound:.3g} from the formula"
+    assert float((p.detach().double() - start.double()).abs().max()) > 1e3 * bound  # it moved, by far more
 
 
 def test_sgd_is_not_adamw():
