@@ -733,14 +733,14 @@ class _Live:
 
 
 def _pid_start(pid: int) -> str | None:
-    from hft_core.store import _process_start
+    from hft_core.control import process_start as _process_start
 
     return _process_start(pid)
 
 
 def _driver_alive(mark: Mapping[str, Any] | None) -> bool:
     """Is the driver that left this mark still running? Another host: only its beat can tell."""
-    from hft_core.store import _pid_alive
+    from hft_core.control import pid_alive as _pid_alive
 
     if not mark:
         return False

@@ -6,9 +6,7 @@ line of text for the run's log (sample generations, warnings, the final message)
 """
 from __future__ import annotations
 
-import sys
-import time
-from typing import Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 
 class MetricSink(Protocol):
@@ -45,25 +43,6 @@ class MemorySink:
         return pd.DataFrame([{"step": s, **v} for s, v in self.rows])
 
 
-class StdoutSink:
-    """One line per eval (and every ``every`` train steps) on a stream."""
-
-    def __init__(self, every: int = 10, stream=None) -> None:
-        self.every = every
-        self.stream = stream or sys.stdout
-        self.t0 = time.time()
-
-    def log(self, step: int, values: Mapping[str, float]) -> None:
-        if not any(k.startswith("eval/") for k in values) and step % self.every:
-            return
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items()
-                          if k.startswith(("loss", "eval/")) or k in ("lr",))
-        print(f"[{time.time() - self.t0:6.1f}s] step {step}: {shown}", file=self.stream, flush=True)
-
-    def event(self, message: str, level: str = "info") -> None:
-        print(f"[{level}] {message}", file=self.stream, flush=True)
-
-
 class MultiSink:
     """Fan out to several sinks."""
 
@@ -85,3 +64,17 @@ class NullSink:
 
     def event(self, message: str, level: str = "info") -> None:
         pass
+
+
+class StoreSink:
+    """A MetricSink that writes one run's metrics and log lines to a RunStore (buffered)."""
+
+    def __init__(self, store: Any, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        self.store.log_metrics(self.run_id, step, values)
+
+    def event(self, message: str, level: str = "info") -> None:
+        self.store.log_event(self.run_id, message, level)

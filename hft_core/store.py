@@ -1,35 +1,24 @@
 """RunStore: every run, its metrics and its log lines in one SQLite file.
 
-    $HFT_HOME/runs.sqlite       runs, metrics, events (WAL mode)
+    $HFT_HOME/runs.sqlite       runs, metrics, events, workers (WAL mode)
     $HFT_HOME/runs/<run_id>/    the run's folder: checkpoint/, run_config.yaml
 
-Who writes and who reads:
-
-* The training thread calls ``log_metrics`` / ``log_event`` (through ``StoreSink``).
-  These only append to an in-memory buffer under a short lock: training never
-  waits on the disk.
-* A background flusher thread writes the buffer in one transaction every
-  ``flush_interval`` seconds (0.5 s by default), so a crash or ``kill -9`` loses at
-  most the last second of metrics. A run's first few ``log_metrics`` calls wake it
-  at once, so a new run's first points reach the charts without that wait.
-* Run-level writes (``create_run``, ``set_status`` ...) are rare and go straight
-  to the database through the same writer connection, under a lock.
-* Readers (dashboard pages, the CLI, other processes) use their own connection
-  per thread. WAL mode lets them read while a writer commits, and lets several
-  processes (the app, a CLI run, rank 0 of a DDP run) share one store.
-
-A run is owned by the process that queued or runs it (pid, host and the pid's
-start time). ``mark_interrupted`` turns "running"/"queued" runs whose owner is
-gone into "interrupted", so a restart of the app shows killed runs honestly
-while a CLI run still training in another process is left alone.
+* The training loop calls ``log_metrics`` / ``log_event`` (through ``StoreSink``): they only
+  append to an in-memory buffer under a short lock, so training never waits on the disk.
+* A flusher thread writes the buffer in one transaction every ``flush_interval`` seconds
+  (0.5 s), so a crash or ``kill -9`` loses at most the last second. A run's first few
+  ``log_metrics`` calls wake it at once, so a new run's first points show without that wait.
+* Run-level writes (``create_run``, ``set_status`` ...) go straight to the database.
+* Readers (pages, the CLI, other processes) use a connection per thread; WAL lets them read
+  while a writer commits, and lets several processes share one store.
+* The control plane (queue, claims, leases, stop requests, fencing) is hft_core/control.py;
+  the schema and its migrations hft_core/schema.py.
 """
 from __future__ import annotations
 
 import atexit
 import json
 import logging
-import os
-import re
 import shutil
 import socket
 import sqlite3
@@ -41,121 +30,22 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from hft_core.config import RunConfig
-from hft_core.home import hft_home
+from hft_core.control import HEARTBEAT_S, LEASE_S, Claim, ClaimLost, ControlPlane  # noqa: F401 (re-exported)
+from hft_core.errors import StoreError, UnknownRun
+from hft_core.home import check_home, hft_home, run_dir
+from hft_core.sinks import StoreSink
+from hft_core.schema import MIGRATIONS, OUR_TABLES, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION re-exported)
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "finished", "stopped", "pruned", "failed", "interrupted")
 DONE_STATUSES = ("finished", "stopped", "pruned", "failed", "interrupted")
 DB_NAME = "runs.sqlite"
-LEASE_S = 8.0        # a worker that stops renewing (killed, powered off) loses its runs this long after
-HEARTBEAT_S = 2.0    # how often a worker renews its lease
 PROMPT_LOGS = 3                # a run's first log_metrics calls are written at once, not within flush_interval
 MAX_BUFFERED_ROWS = 1_000_000  # if the disk keeps failing, keep at most this many rows in memory
-
-
-class StoreError(RuntimeError):
-    """The store cannot do what was asked. The message names the path and what to do."""
-
-
-class UnknownRun(StoreError, KeyError):
-    """No run with this id in the store (also a KeyError, so ``except KeyError`` works)."""
-
-    def __str__(self) -> str:  # KeyError would print the message in quotes
-        return str(self.args[0]) if self.args else ""
-
-
-# ---- schema and migrations ----------------------------------------------------------
-# MIGRATIONS[v] turns a store at version v-1 into version v. A newer app opens an older
-# store by applying the missing steps in order, each in its own transaction, and
-# setting PRAGMA user_version after each. Never edit a shipped step: add a new one.
-
-def _migrate_to_v1(con: sqlite3.Connection) -> None:
-    _execute_script(con, """
-        CREATE TABLE IF NOT EXISTS runs (
-            id             TEXT PRIMARY KEY,
-            name           TEXT NOT NULL DEFAULT '',
-            status         TEXT NOT NULL,
-            config_json    TEXT NOT NULL,
-            created        REAL NOT NULL,
-            started        REAL,
-            ended          REAL,
-            device         TEXT NOT NULL DEFAULT 'cpu',
-            error          TEXT,
-            traceback      TEXT,
-            checkpoint_dir TEXT,
-            group_name     TEXT NOT NULL DEFAULT '',
-            seed           INTEGER,
-            position       INTEGER NOT NULL DEFAULT 0,   -- queue order
-            owner_pid      INTEGER,                      -- process that queued/runs it
-            owner_host     TEXT,
-            owner_start    TEXT                          -- that pid's start time (guards against pid reuse)
-        );
-        CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
-        CREATE INDEX IF NOT EXISTS runs_by_group ON runs (group_name);
-        -- one value per (run, metric, step): a replayed step after resume overwrites, never duplicates
-        CREATE TABLE IF NOT EXISTS metrics (
-            run_id    TEXT NOT NULL,
-            step      INTEGER NOT NULL,
-            name      TEXT NOT NULL,
-            value     REAL,                               -- NULL stands for NaN (SQLite stores NaN as NULL)
-            wall_time REAL NOT NULL,
-            PRIMARY KEY (run_id, name, step)
-        ) WITHOUT ROWID;
-        -- live pages poll "everything of this run from step s on"
-        CREATE INDEX IF NOT EXISTS metrics_by_step ON metrics (run_id, step);
-        CREATE TABLE IF NOT EXISTS events (
-            run_id  TEXT NOT NULL,
-            time    REAL NOT NULL,
-            level   TEXT NOT NULL,
-            message TEXT NOT NULL
-        );
-        CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, time);
-    """)
-
-
-def _migrate_to_v2(con: sqlite3.Connection) -> None:
-    """The store becomes the control plane: queue, claims, leases and stop requests are rows."""
-    _execute_script(con, """
-        ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train';   -- train | wise_ft | soup | prune
-        ALTER TABLE runs ADD COLUMN job_json TEXT;                        -- a job's parameters (kind != train)
-        ALTER TABLE runs ADD COLUMN after_json TEXT;                      -- run ids it waits for (JSON list)
-        ALTER TABLE runs ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;    -- queued: continue from its checkpoint
-        ALTER TABLE runs ADD COLUMN reserved_for TEXT;                    -- queued: only this worker may claim it
-        ALTER TABLE runs ADD COLUMN worker TEXT;                          -- running: the worker training it
-        ALTER TABLE runs ADD COLUMN lease_until REAL;                     -- running: its worker's lease
-        ALTER TABLE runs ADD COLUMN stop_requested REAL;                  -- when a stop was asked for
-        ALTER TABLE runs ADD COLUMN stop_reason TEXT;
-        ALTER TABLE runs ADD COLUMN stop_status TEXT;                     -- stopped | pruned
-        CREATE INDEX IF NOT EXISTS runs_by_queue ON runs (status, device, position);
-        -- one row per live worker (app thread, `hft worker`, a CLI training its own run)
-        CREATE TABLE IF NOT EXISTS workers (
-            id          TEXT PRIMARY KEY,
-            device      TEXT NOT NULL,
-            role        TEXT NOT NULL,      -- general (any run of its device), foreground (only runs reserved for it)
-            pid         INTEGER NOT NULL,
-            host        TEXT NOT NULL,
-            pid_start   TEXT,
-            started     REAL NOT NULL,
-            heartbeat   REAL NOT NULL,
-            lease_until REAL NOT NULL
-        )
-    """)
-
-
-def _execute_script(con: sqlite3.Connection, script: str) -> None:
-    """Run ;-separated statements inside the caller's transaction (``executescript`` would commit it)."""
-    for statement in script.split(";"):
-        if statement.strip():
-            con.execute(statement)
-
-
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_v1, 2: _migrate_to_v2}
-SCHEMA_VERSION = max(MIGRATIONS)
-_OUR_TABLES = {"runs", "metrics", "events", "workers"}
 
 
 @dataclass
@@ -193,27 +83,6 @@ class RunRecord:
         return self.status in DONE_STATUSES
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A run a worker has just claimed (it is "running" now, owned by that worker)."""
-    run_id: str
-    resume: bool     # continue from its checkpoint
-    kind: str        # train | wise_ft | soup | prune
-
-
-class StoreSink:
-    """A MetricSink that writes one run's metrics and log lines to a RunStore (buffered)."""
-
-    def __init__(self, store: "RunStore", run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-
-    def log(self, step: int, values: Mapping[str, float]) -> None:
-        self.store.log_metrics(self.run_id, step, values)
-
-    def event(self, message: str, level: str = "info") -> None:
-        self.store.log_event(self.run_id, message, level)
-
 
 class _Reader:
     """Holds one thread's read connection (sqlite3 connections cannot be weak-referenced)."""
@@ -244,14 +113,17 @@ def _flush_open_stores() -> None:
             pass
 
 
-class RunStore:
+class RunStore(ControlPlane):
+    """Runs, metrics and events in one SQLite file; the control plane's methods (claims, leases,
+    stop requests) come from hft_core/control.py."""
+
     def __init__(self, home: str | Path | None = None, *, flush_interval: float = 0.5) -> None:
         if flush_interval <= 0:
             raise ValueError(f"flush_interval={flush_interval!r}: use a positive number of seconds, e.g. 0.5")
         self.home = Path(home).expanduser() if home is not None else hft_home()
         self.path = self.home / DB_NAME
         self.flush_interval = float(flush_interval)
-        self._check_folder()
+        check_home(self.home, DB_NAME)
         self._host = socket.gethostname()
         self._wlock = threading.RLock()          # the writer connection and its transactions
         self._block = threading.Lock()           # the in-memory buffers (held for microseconds)
@@ -263,6 +135,8 @@ class RunStore:
         self._warned_at = 0.0
         self.last_write_error: str | None = None  # set while background writes fail (e.g. disk full)
         self._wcon = self._open_writer()
+        self._fences: dict[str, str] = {}        # run id -> the worker of this process that holds it
+        self._init_control()
         self._closing = threading.Event()
         self._wake = threading.Event()           # flush now, not at the next interval
         self._logs_seen: Counter[str] = Counter()  # log_metrics calls per run (the first few flush at once)
@@ -276,40 +150,6 @@ class RunStore:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    # ---- opening: clear errors for the ways a home folder can be wrong -------------
-    def _check_folder(self) -> None:
-        home, what_to_do = self.home, "Set HFT_HOME (or pass home=) to a writable folder."
-        if home.exists() and not home.is_dir():
-            raise StoreError(f"the HFT Lab home {home} is a file, not a folder. {what_to_do} "
-                             f"(it is created if missing), or move the file away.")
-        try:
-            home.mkdir(parents=True, exist_ok=True)
-        except NotADirectoryError:
-            raise StoreError(f"cannot create the HFT Lab home {home}: a part of that path is a file, not a "
-                             f"folder. {what_to_do}") from None
-        except OSError as e:
-            raise StoreError(f"cannot create the HFT Lab home {home}: {e.strerror or e}. {what_to_do}") from None
-        # os.access alone is not enough (root passes it on a read-only or immutable folder,
-        # and it says nothing about a full disk): write and remove a real byte.
-        probe = home / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        try:
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, b"x")
-            finally:
-                os.close(fd)
-        except OSError as e:
-            raise StoreError(f"the HFT Lab home {home} is not writable ({e.strerror or e}): check the disk has "
-                             f"free space and the folder's permissions. {what_to_do}") from None
-        finally:
-            try:
-                probe.unlink()
-            except OSError:
-                pass
-        if self.path.exists() and not self.path.is_file():
-            raise StoreError(f"{self.path} is a folder, not a store file; move it away or set HFT_HOME "
-                             f"to another folder.")
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE in _write)
@@ -338,7 +178,7 @@ class RunStore:
                              f"reads up to v{latest}). Upgrade HFT Lab, or set HFT_HOME to another folder.")
         if version == 0:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            foreign = tables - _OUR_TABLES
+            foreign = tables - OUR_TABLES
             if foreign:
                 raise StoreError(f"{self.path} is a SQLite database but not an HFT Lab store (it has tables "
                                  f"{sorted(foreign)}). Move it away, or set HFT_HOME to another folder.")
@@ -459,10 +299,14 @@ class RunStore:
         raise StoreError(f"could not find a free run id in {self.path} after 20 tries")
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None, traceback: str | None = None,
-                   checkpoint_dir: str | Path | None = None) -> None:
+                   checkpoint_dir: str | Path | None = None, worker: str | None = None) -> None:
         """Change a run's status. "running" sets ``started`` (first time only) and makes this process the
         owner; "queued" moves it to the back of the queue; a final status sets ``ended`` and ends its
         claim (worker, lease and stop request are cleared).
+
+        ``worker``: the worker that claimed the run ends it. A compare-and-set, fenced by the claim:
+        only while the run is still running and held by that worker; otherwise nothing is written
+        and ClaimLost says what the run is now (a late writer never overwrites "interrupted").
 
         Buffered metrics and events are written first, so whoever sees the new status
         (e.g. "finished") also sees everything logged before it."""
@@ -487,18 +331,21 @@ class RunStore:
         if checkpoint_dir is not None:
             sets.append("checkpoint_dir = ?")
             params.append(str(checkpoint_dir))
+        where, wparams = "id = ?", [run_id]
+        if worker is not None:
+            where += " AND status = 'running' AND worker = ?"
+            wparams.append(worker)
         with self._write("update a run in") as con:
-            cur = con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*params, run_id))
+            cur = con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE {where}", (*params, *wparams))
             if cur.rowcount == 0:
-                raise self._unknown(run_id)
-
-    def set_positions(self, run_ids: list[str]) -> None:
-        """Queue order: give these runs increasing positions in the order given."""
-        with self._write("reorder runs in") as con:
-            base = con.execute("SELECT COALESCE(MIN(position), 0) FROM runs WHERE id IN (%s)"
-                               % ",".join("?" * len(run_ids)), run_ids).fetchone()[0] if run_ids else 0
-            for i, run_id in enumerate(run_ids):
-                con.execute("UPDATE runs SET position = ? WHERE id = ?", (base + i, run_id))
+                row = con.execute("SELECT status, worker FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if row is None:
+                    raise self._unknown(run_id)
+                raise ClaimLost(f"run {run_id} is no longer held by worker {worker} (it is {row[0]}"
+                                f"{', held by ' + row[1] if row[1] else ''}), so its end ({status}) was not recorded")
+            if worker is not None:
+                con.execute("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
+                            (run_id, now, "info", f"ended {status} by worker {worker}"))
 
     _RUN_COLUMNS = ("id, name, status, config_json, created, started, ended, device, error, traceback, "
                     "checkpoint_dir, group_name, seed, position, owner_pid, owner_host, kind, job_json, after_json, "
@@ -546,10 +393,8 @@ class RunStore:
                                           "ORDER BY group_name")]
 
     def run_dir(self, run_id: str) -> Path:
-        """The run's folder (not created here): checkpoint/, run_config.yaml."""
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", run_id or ""):
-            raise StoreError(f"{run_id!r} is not a run id (ids look like 'r-3f9a2c')")
-        return self.home / "runs" / run_id
+        """The run's folder (not created here): checkpoint/, run_config.yaml (``home.run_dir``)."""
+        return run_dir(run_id, self.home)
 
     def delete_run(self, run_id: str) -> None:
         """Remove the run's rows and its folder (checkpoints). A run still training must be stopped first."""
@@ -566,254 +411,6 @@ class RunStore:
             for table, key in (("metrics", "run_id"), ("events", "run_id"), ("runs", "id")):
                 con.execute(f"DELETE FROM {table} WHERE {key} = ?", (run_id,))
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
-
-    # ---- the control plane: workers, claims, leases, stop requests ---------------------------
-    # Every process (the app, a CLI run, `hft worker`, a notebook) sees and changes the same rows,
-    # so the queue, who trains what, and Stop work across processes. A claim is one
-    # BEGIN IMMEDIATE transaction: two workers can never take the same run, and the count of
-    # running runs per device holds across processes.
-
-    def _owner(self) -> tuple[int, str, str | None]:
-        pid = os.getpid()
-        return pid, self._host, _process_start(pid)
-
-    def _owner_alive(self, pid: int | None, host: str | None, start: str | None) -> bool:
-        if pid is None:
-            return False
-        if host and host != self._host:
-            return True  # another machine's process: we cannot tell, so leave it alone
-        return _pid_alive(pid, start)
-
-    def register_worker(self, device: str, role: str = "general") -> str:
-        """A new worker row for this process; returns its id. ``role``: "general" claims any run of
-        ``device``; "foreground" claims only the runs reserved for it (a CLI or notebook training
-        its own run). Renew with ``renew_lease`` every HEARTBEAT_S, end with ``unregister_worker``."""
-        if role not in ("general", "foreground"):
-            raise ValueError(f"role={role!r}: use 'general' or 'foreground'")
-        worker_id = f"w-{uuid.uuid4().hex[:8]}"
-        pid, host, start = self._owner()
-        now = time.time()
-        with self._write("register a worker in") as con:
-            con.execute("INSERT INTO workers (id, device, role, pid, host, pid_start, started, heartbeat, lease_until) "
-                        "VALUES (?,?,?,?,?,?,?,?,?)", (worker_id, device, role, pid, host, start, now, now,
-                                                       now + LEASE_S))
-        return worker_id
-
-    def unregister_worker(self, worker_id: str) -> None:
-        with self._write("unregister a worker in") as con:
-            con.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-
-    def retire_worker(self, worker_id: str) -> None:
-        """A closing worker: it finishes what it trains but serves its device no longer."""
-        with self._write("retire a worker in") as con:
-            con.execute("UPDATE workers SET role = 'closing' WHERE id = ?", (worker_id,))
-
-    def renew_lease(self, worker_id: str) -> None:
-        """The worker's heartbeat: it and the runs it trains stay claimed for another LEASE_S seconds."""
-        now = time.time()
-        with self._write("renew a lease in") as con:
-            con.execute("UPDATE workers SET heartbeat = ?, lease_until = ? WHERE id = ?", (now, now + LEASE_S,
-                                                                                         worker_id))
-            con.execute("UPDATE runs SET lease_until = ? WHERE worker = ? AND status = 'running'",
-                        (now + LEASE_S, worker_id))
-
-    def _worker_alive(self, con: sqlite3.Connection, worker_id: str | None, now: float) -> bool:
-        """On this host the worker's process is checked directly (a SIGKILL shows at once); on
-        another host (a Ray node) only its lease can tell."""
-        if not worker_id:
-            return False
-        row = con.execute("SELECT pid, host, pid_start, lease_until FROM workers WHERE id = ?", (worker_id,)).fetchone()
-        if row is None:
-            return False
-        pid, host, start, lease_until = row
-        if host == self._host:
-            return _pid_alive(pid, start)
-        return lease_until >= now
-
-    def _expire(self, con: sqlite3.Connection, now: float) -> list[str]:
-        """Inside a write transaction: runs whose worker (or owner process) is gone -> "interrupted";
-        runs reserved for a worker that is gone -> "interrupted"; dead workers' rows removed."""
-        lost: list[tuple[str, str]] = []
-        for run_id, worker, pid, host, start in con.execute(
-                "SELECT id, worker, owner_pid, owner_host, owner_start FROM runs WHERE status = 'running'").fetchall():
-            alive = self._worker_alive(con, worker, now) if worker else self._owner_alive(pid, host, start)
-            if not alive:
-                who = f"worker {worker}" if worker else "process"
-                lost.append((run_id, f"the {who} that trained it (pid {pid} on {host}) stopped before the run "
-                                     f"finished (killed, crashed or the app restarted); resume it to continue from "
-                                     f"its last checkpoint"))
-        for run_id, reserved, pid in con.execute(
-                "SELECT id, reserved_for, owner_pid FROM runs WHERE status = 'queued' AND reserved_for IS NOT NULL"
-        ).fetchall():
-            if not self._worker_alive(con, reserved, now):
-                lost.append((run_id, f"the process that queued it to train it itself (pid {pid}) ended before "
-                                     f"its turn came; resume it to queue it again"))
-        for run_id, why in lost:
-            con.execute("UPDATE runs SET status = 'interrupted', ended = ?, error = ?, worker = NULL, "
-                        "lease_until = NULL, reserved_for = NULL WHERE id = ?", (now, why, run_id))
-            con.execute("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
-                        (run_id, now, "warning", f"interrupted: {why}"))
-        for (worker_id,) in con.execute("SELECT id FROM workers").fetchall():
-            if not self._worker_alive(con, worker_id, now):
-                con.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-        return [run_id for run_id, _ in lost]
-
-    def mark_interrupted(self) -> list[str]:
-        """Runs whose worker or owner process is gone -> "interrupted" (resumable). Returns their ids.
-
-        Any process may call it (workers do, as they look for work; the app at start; `hft list`).
-        A run trained by a live process (a CLI run in another terminal, another app) is left alone,
-        and so are plain queued runs: the queue outlives the process that filled it.
-        """
-        now = time.time()
-        with self._write("update runs in") as con:
-            return self._expire(con, now)
-
-    def claim(self, worker_id: str, device: str, *, max_running: int = 1) -> "Claim | None":
-        """The next run this worker may train on ``device``, now marked running by it; None if none.
-
-        FIFO by queue position, across processes. A run reserved for another live worker is
-        that worker's turn: nobody passes it. A run waiting for others (``after``) lets the runs
-        behind it pass; if one of those ended other than finished, it fails with the reason.
-        A foreground worker takes only its own reserved runs, and passes plain queued runs
-        only while no general worker serves the device (else it waits its turn behind them).
-        ``max_running``: at most this many running runs on ``device``, all processes together.
-        """
-        now = time.time()
-        with self._write("claim a run in") as con:
-            self._expire(con, now)
-            role = con.execute("SELECT role FROM workers WHERE id = ?", (worker_id,)).fetchone()
-            if role is None:
-                raise StoreError(f"worker {worker_id} is not registered in {self.path} (its lease expired?)")
-            running = con.execute("SELECT COUNT(*) FROM runs WHERE status = 'running' AND device = ?",
-                                  (device,)).fetchone()[0]
-            if running >= max_running:
-                return None
-            general_alive = None
-            for run_id, reserved, after_json, resume, kind in con.execute(
-                    "SELECT id, reserved_for, after_json, resume, kind FROM runs WHERE status = 'queued' AND device = ? "
-                    "ORDER BY position, created", (device,)).fetchall():
-                if after_json:
-                    deps = json.loads(after_json)
-                    states = dict(con.execute(f"SELECT id, status FROM runs WHERE id IN ({','.join('?' * len(deps))})",
-                                              deps).fetchall())
-                    bad = [(d, states.get(d, "deleted")) for d in deps if states.get(d) not in ("queued", "running",
-                                                                                                  "finished")]
-                    if bad:
-                        why = "; ".join(f"run {d} ended {st}" for d, st in bad)
-                        con.execute("UPDATE runs SET status = 'failed', ended = ?, error = ?, reserved_for = NULL "
-                                    "WHERE id = ?", (now, f"it needs the result of another run, but {why}; resume "
-                                                          f"or re-run that one, then submit this one again", run_id))
-                        continue
-                    if any(states[d] != "finished" for d in deps):
-                        continue  # waits; the runs behind it may pass
-                if reserved and reserved != worker_id:
-                    if self._worker_alive(con, reserved, now):
-                        return None  # that worker's turn
-                    continue  # (expired above)
-                if not reserved and role[0] == "foreground":
-                    if general_alive is None:
-                        general_alive = any(self._worker_alive(con, w, now) for (w,) in con.execute(
-                            "SELECT id FROM workers WHERE device = ? AND role = 'general'", (device,)).fetchall())
-                    if general_alive:
-                        return None  # a general worker will take it; ours comes after
-                    continue  # nobody serves it: do not wait behind it
-                pid, host, start = self._owner()
-                con.execute("UPDATE runs SET status = 'running', worker = ?, lease_until = ?, reserved_for = NULL, "
-                            "started = COALESCE(started, ?), ended = NULL, error = NULL, traceback = NULL, "
-                            "stop_requested = NULL, stop_reason = NULL, stop_status = NULL, owner_pid = ?, "
-                            "owner_host = ?, owner_start = ? WHERE id = ?",
-                            (worker_id, now + LEASE_S, now, pid, host, start, run_id))
-                return Claim(run_id, bool(resume), kind or "train")
-            return None
-
-    def requeue(self, run_id: str, *, resume: bool, reserved_for: str | None = None) -> None:
-        """Put a stopped/interrupted/failed run back at the end of its device's queue (same id)."""
-        with self._write("queue a run in") as con:
-            cur = con.execute(
-                "UPDATE runs SET status = 'queued', resume = ?, reserved_for = ?, ended = NULL, error = NULL, "
-                "traceback = NULL, worker = NULL, lease_until = NULL, stop_requested = NULL, stop_reason = NULL, "
-                "stop_status = NULL, position = (SELECT COALESCE(MAX(position), 0) + 1 FROM runs) WHERE id = ?",
-                (int(resume), reserved_for, run_id))
-            if cur.rowcount == 0:
-                raise self._unknown(run_id)
-
-    def request_stop(self, run_id: str, reason: str = "", *, status: str = "stopped") -> str:
-        """Ask a run to stop, from any process. Returns what happened:
-
-        "cancelled": it was queued; it ends ``status`` now without training.
-        "requested": it is running; its worker sees the request within a second (or a step),
-        saves a checkpoint and ends ``status`` ("stopped", or "pruned" for a search trial).
-        Raises UnknownRun, or StoreError for a run that has ended or whose process is gone.
-        """
-        if status not in ("stopped", "pruned"):
-            raise ValueError(f"status={status!r}: a stopped run ends 'stopped' or 'pruned'")
-        now = time.time()
-        with self._write("request a stop in") as con:
-            row = con.execute("SELECT status, worker, owner_pid, owner_host, owner_start FROM runs WHERE id = ?",
-                              (run_id,)).fetchone()
-            if row is None:
-                raise self._unknown(run_id)
-            current, worker, pid, host, start = row
-            if current == "queued":
-                con.execute("UPDATE runs SET status = ?, ended = ?, stop_requested = ?, stop_reason = ?, "
-                            "reserved_for = NULL WHERE id = ?", (status, now, now, reason, run_id))
-                con.execute("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
-                            (run_id, now, "info", "cancelled while queued" + (f" ({reason})" if reason else "")))
-                return "cancelled"
-            if current == "running":
-                alive = self._worker_alive(con, worker, now) if worker else self._owner_alive(pid, host, start)
-                if not alive:
-                    raise StoreError(f"run {run_id} was running in pid {pid} on {host}, which is gone, so there is "
-                                     f"nothing to stop; it shows as interrupted from now on. Resume it with "
-                                     f"`hft train --resume {run_id}`")
-                con.execute("UPDATE runs SET stop_requested = COALESCE(stop_requested, ?), stop_reason = ?, "
-                            "stop_status = ? WHERE id = ?", (now, reason, status, run_id))
-                return "requested"
-            hint = f"; resume it with `hft train --resume {run_id}`" if current in ("stopped", "interrupted") else ""
-            raise StoreError(f"run {run_id} has already ended ({current}), so there is nothing to stop{hint}")
-
-    def pending_stops(self, run_ids: Sequence[str]) -> dict[str, str]:
-        """{run id: the status it should end with} for those of ``run_ids`` with a stop request."""
-        ids = list(run_ids)
-        if not ids:
-            return {}
-        rows = self._query(f"SELECT id, COALESCE(stop_status, 'stopped') FROM runs WHERE stop_requested IS NOT NULL "
-                           f"AND id IN ({','.join('?' * len(ids))})", ids)
-        return dict(rows)
-
-    def workers(self, device: str | None = None) -> list[dict[str, Any]]:
-        """Registered workers (live or not yet expired), oldest first."""
-        sql = "SELECT id, device, role, pid, host, started, heartbeat FROM workers"
-        rows = self._query(sql + (" WHERE device = ?" if device else "") + " ORDER BY started",
-                           (device,) if device else ())
-        return [dict(zip(("id", "device", "role", "pid", "host", "started", "heartbeat"), r)) for r in rows]
-
-    def queued(self, device: str | None = None) -> list[str]:
-        """Queued run ids in the order they will start (per device; all devices by name when None)."""
-        if device is not None:
-            rows = self._query("SELECT id FROM runs WHERE status = 'queued' AND device = ? ORDER BY position, created",
-                               (device,))
-        else:
-            rows = self._query("SELECT id FROM runs WHERE status = 'queued' ORDER BY device, position, created")
-        return [r[0] for r in rows]
-
-    def move(self, run_id: str, position: int) -> None:
-        """Put a queued run at ``position`` (0 = next) within its device's queue."""
-        with self._write("reorder the queue in") as con:
-            row = con.execute("SELECT status, device FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise self._unknown(run_id)
-            if row[0] != "queued":
-                raise ValueError(f"run {run_id} is {row[0]}, not queued, so it cannot be moved in the queue")
-            queue = [r[0] for r in con.execute("SELECT id FROM runs WHERE status = 'queued' AND device = ? "
-                                               "ORDER BY position, created", (row[1],))]
-            positions = sorted(r[0] for r in con.execute(
-                f"SELECT position FROM runs WHERE id IN ({','.join('?' * len(queue))})", queue))
-            queue.remove(run_id)
-            queue.insert(max(0, min(int(position), len(queue))), run_id)
-            for pos, rid in zip(positions, queue):
-                con.execute("UPDATE runs SET position = ? WHERE id = ?", (pos, rid))
 
     # ---- metrics and events: buffered writes -----------------------------------------------
     def log_metrics(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
@@ -850,6 +447,7 @@ class RunStore:
                 return
             try:
                 with self._write("write metrics to") as con:
+                    metric_rows, event_rows = self._drop_unheld(con, metric_rows, event_rows)
                     con.executemany("INSERT OR REPLACE INTO metrics (run_id, step, name, value, wall_time) "
                                     "VALUES (?,?,?,?,?)", metric_rows)
                     con.executemany("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
@@ -958,6 +556,7 @@ class RunStore:
             _OPEN_STORES.discard(self)
             with self._wlock:
                 self._wcon.close()
+            self._close_control()
             for reader in list(self._readers):  # other threads' too (workers): after their query ends
                 with reader.lock:
                     try:
@@ -992,85 +591,4 @@ def _check_status(status: str) -> None:
         raise ValueError(f"status={status!r} is not valid: use one of {list(STATUSES)}")
 
 
-def _process_start(pid: int) -> str | None:
-    """The pid's start time in clock ticks since boot (Linux /proc), or None where unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields_ = fh.read().rsplit(b")", 1)[1].split()
-        return fields_[19].decode()
-    except (OSError, IndexError):
-        return None
-
-
-def _pid_alive(pid: int, start: str | None) -> bool:
-    """Is this process still there, and the same one (not a zombie, not a reused pid)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields_ = fh.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return True  # no /proc (macOS): os.kill said it exists
-    if fields_[0] in (b"Z", b"X"):  # killed but not yet reaped by its parent
-        return False
-    return start is None or fields_[19].decode() == start
-
-
-# ---- export --------------------------------------------------------------------------------------
-
-def export_run(store: RunStore, run_id: str, out_dir: str | Path, fmt: str = "csv", *,
-               layout: str = "wide") -> list[Path]:
-    """Write a run's metrics, log lines and config to ``out_dir``; returns the files written.
-
-    layout="wide": one row per step, one column per metric (plus wall_time, the latest
-    write time of that step); layout="long": the store's rows (run_id, step, name, value,
-    wall_time). ``config.yaml`` loads back with ``RunConfig.load``.
-    """
-    import pandas as pd
-    import yaml
-
-    if fmt not in ("csv", "parquet"):
-        raise ValueError(f"fmt={fmt!r}: use 'csv' or 'parquet'")
-    if layout not in ("wide", "long"):
-        raise ValueError(f"layout={layout!r}: use 'wide' or 'long'")
-    rec = store.get_run(run_id)
-    store.flush()
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StoreError(f"cannot create the export folder {out}: {e.strerror or e}; choose another --out") from None
-    df = store.metrics(run_id)
-    if layout == "wide":
-        table = df.pivot(index="step", columns="name", values="value")
-        table = table.reindex(columns=sorted(table.columns))
-        table.insert(0, "wall_time", df.groupby("step")["wall_time"].max())
-        table = table.reset_index()
-        table.columns.name = None
-    else:
-        table = df
-    files = []
-    metrics_path = out / f"metrics.{fmt}"
-    if fmt == "csv":
-        table.to_csv(metrics_path, index=False)
-    else:
-        try:
-            table.to_parquet(metrics_path, index=False)
-        except ImportError as e:
-            raise StoreError(f"writing parquet needs pyarrow ({e}); `pip install pyarrow` or use --format csv") \
-                from None
-    files.append(metrics_path)
-    config_path = out / "config.yaml"
-    config_path.write_text(yaml.safe_dump(rec.config, sort_keys=False))
-    files.append(config_path)
-    events_path = out / "events.csv"
-    pd.DataFrame(store.events(run_id, limit=1_000_000), columns=["time", "level", "message"]) \
-        .to_csv(events_path, index=False)
-    files.append(events_path)
-    return files
+from hft_core.export import export_run  # noqa: E402,F401 (its home was here; import it from hft_core.export)
