@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
+from hft_core import stats
 from hft_core.config import ConfigError, RunConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
@@ -390,14 +391,21 @@ def run_preset_here(preset: Preset, seeds: Iterable[int] | None = None, *, quick
             timed(rid)
     finally:
         worker.close(wait=False)
-    return outcome_of(preset, store, ids, group, seconds=seconds, cpu_seconds=cpu_seconds)
+    return outcome_of(preset, store, ids, group, seconds=seconds, cpu_seconds=cpu_seconds,
+                      quick=quick)
 
 
 def outcome_of(preset: Preset, store: Any, run_ids: Iterable[str], group: str = "", *,
                seconds: Mapping[str, list[float]] | None = None,
-               cpu_seconds: Mapping[str, list[float]] | None = None) -> "Outcome":
-    """The Outcome of a preset's runs as they are in the store (finished runs only are counted)."""
+               cpu_seconds: Mapping[str, list[float]] | None = None, quick: bool | None = None) -> "Outcome":
+    """The Outcome of a preset's runs as they are in the store (finished runs only are counted).
+
+    ``quick`` None: decided from the runs' configs (``is_quick_run``). A quick outcome's checks
+    are "not judged (quick check)": a few steps of a tiny model check the plumbing, not the lesson.
+    """
     per_label: dict[str, dict[str, list[float]]] = {}
+    per_seed: dict[str, dict[str, dict[int, float]]] = {}   # label -> metric -> seed -> final value
+    quick_runs: list[bool] = []
     run_ids_by_label: dict[str, list[str]] = {}
     sample_lines: dict[str, list[str]] = {}   # causal-lm: the generations logged at the end (first seed)
     failed: dict[str, str] = {}
@@ -412,17 +420,42 @@ def outcome_of(preset: Preset, store: Any, run_ids: Iterable[str], group: str = 
                 label = f"a={step / 100:.1f}"
                 for name, value in zip(g["name"], g["value"]):
                     per_label.setdefault(label, {}).setdefault(name, []).append(float(value))
+                    per_seed.setdefault(label, {}).setdefault(name, {})[_seed_of(rec)] = float(value)
             continue
         run_ids_by_label.setdefault(rec.name, []).append(rid)
+        quick_runs.append(is_quick_run(preset, rec))
         samples = [m for _, _, m in store.events(rid) if m.startswith("sample at step")]
         if samples:
             sample_lines.setdefault(rec.name, samples)
         for k, val in summarise_run(store, rid).items():
             per_label.setdefault(rec.name, {}).setdefault(k, []).append(val)
+            per_seed.setdefault(rec.name, {}).setdefault(k, {})[_seed_of(rec)] = val
     values = {label: d.get(preset.metric_of(label), []) for label, d in per_label.items()}
+    quick = bool(quick_runs) and all(quick_runs) if quick is None else quick
     return Outcome(preset, values, judge(preset, per_label), dict(seconds or {}),
-                   {"per_label": per_label, "group": group, "run_ids": run_ids_by_label, "samples": sample_lines,
-                    "cpu_seconds": dict(cpu_seconds or {}), "failed": failed})
+                   {"per_label": per_label, "per_seed": per_seed, "group": group, "run_ids": run_ids_by_label,
+                    "samples": sample_lines, "cpu_seconds": dict(cpu_seconds or {}), "failed": failed},
+                   verdicts=judge_paired(preset, per_seed, quick=quick), quick=quick)
+
+
+def _seed_of(rec: Any) -> int:
+    seed = rec.seed if rec.seed is not None else rec.config.get("seed", 0)
+    return int(seed)
+
+
+def is_quick_run(preset: Preset, rec: Any) -> bool:
+    """Was this run of ``preset`` made with its ``quick`` overrides (tiny model, a few steps)?
+
+    Decided from the run's own config: on every field where the variant's quick config differs
+    from its full one, the run has the quick value. A preset without ``quick`` has no quick runs.
+    """
+    variant = next((v for v in preset.variants if v.label == rec.name), None)
+    if variant is None or not preset.quick:
+        return False
+    full = variant_config(preset, variant).to_dict()
+    short = variant_config(preset, variant, quick=True).to_dict()
+    differ = [k for k in short if k not in ("name", "group", "seed") and short[k] != full.get(k)]
+    return bool(differ) and all(rec.config.get(k) == short[k] for k in differ)
 
 
 THROUGHPUT = ("samples_per_s", "tokens_per_s")
@@ -458,6 +491,8 @@ class Outcome:
     check_results: list[tuple[Check, bool | None]]      # None: not measurable (missing label/metric)
     seconds: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    verdicts: list["CheckVerdict"] = field(default_factory=list)   # per check: paired by seed, three words
+    quick: bool = False                                            # quick mode: checks not judged
 
     def mean_sd(self, label: str) -> tuple[float, float]:
         import statistics
@@ -496,17 +531,73 @@ GROUP_STAMP = re.compile(r"^(?P<name>.+)-\d{4}-\d{6}$")  # group_name(): "<prese
 
 @dataclass(frozen=True)
 class CheckVerdict:
-    """One check of a preset judged on a group of runs."""
+    """One check of a preset judged on a group of runs, paired by seed (``hft_core.stats``).
+
+    ``verdict`` is one of stats.VERDICTS: "held with confidence" (the 95% interval of the
+    paired difference lies on the expected side and every seed agrees), "held on the mean",
+    "did not hold", "not measurable" (a label without a finished run) or "not judged (quick
+    check)". ``held`` is the plain comparison of means (True/False/None), as before.
+    """
 
     check: Check
     held: bool | None               # None: not measurable yet (a label has no finished run with the metric)
     means: dict[str, float]         # label -> mean of the metric's final values over its finished runs
     runs: dict[str, int]            # label -> how many finished runs gave a value
     missing: tuple[str, ...] = ()   # labels without a value: why it is not measurable
+    verdict: str = stats.NOT_MEASURABLE
+    differences: tuple[stats.PairedDifference, ...] = ()   # higher - lower, or each pair of `near`
+    estimates: dict[str, stats.Estimate] = field(default_factory=dict)   # label -> mean with its interval
 
     @property
-    def verdict(self) -> str:
-        return {True: "held", False: "did not hold", None: "not measurable"}[self.held]
+    def expect(self) -> str:
+        return "near" if self.check.near else "higher"
+
+    def held_on(self) -> tuple[int, int]:
+        """(seeds on which the expectation held on every pair, paired seeds)."""
+        if not self.differences:
+            return 0, 0
+        seeds = set.intersection(*(set(d.seeds) for d in self.differences))
+        ok = {s for s in seeds if all(
+            stats.seeds_held(_one_seed(d, s), self.expect, self.check.tol) for d in self.differences)}
+        return len(ok), len(seeds)
+
+
+def _one_seed(diff: stats.PairedDifference, seed: int) -> stats.PairedDifference:
+    i = diff.seeds.index(seed)
+    return stats.PairedDifference(diff.a, diff.b, (seed,), (diff.diffs[i],), diff.estimate)
+
+
+def judge_paired(preset: Preset, per_seed: Mapping[str, Mapping[str, Mapping[int, float]]], *, quick: bool = False,
+                 confidence: float = stats.CONFIDENCE, method: str = "t") -> list[CheckVerdict]:
+    """Judge every check on final values paired by seed (``label -> metric -> {seed: value}``).
+
+    A ``higher`` check compares higher - lower; a ``near`` check every pair of its labels (the
+    weakest pair decides). The means and ``held`` are over all finished runs of each label;
+    the verdict is over the seeds both labels of a pair have.
+    """
+    import statistics
+
+    out = []
+    for check in preset.checks:
+        labels = list(check.near) or [check.higher, check.lower]
+        values = {label: dict(per_seed.get(label, {}).get(check.metric, {})) for label in labels}
+        missing = tuple(label for label, v in values.items() if not v)
+        means = {label: statistics.fmean(v.values()) for label, v in values.items() if v}
+        held = None if missing else check.holds(means)
+        estimates = {label: stats.mean_interval(v.values(), confidence, method) for label, v in values.items() if v}
+        pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
+        diffs = tuple(stats.paired_difference(values[a], values[b], confidence, method, labels=(a, b))
+                      for a, b in pairs) if not missing else ()
+        if quick:
+            verdict = stats.NOT_JUDGED_QUICK
+        elif missing:
+            verdict = stats.NOT_MEASURABLE
+        else:
+            expect = "near" if check.near else "higher"
+            verdict = stats.worst(stats.verdict(d, expect, check.tol) for d in diffs)
+        out.append(CheckVerdict(check, held, means, {label: len(v) for label, v in values.items()}, missing,
+                                verdict, diffs, estimates))
+    return out
 
 
 def preset_of_group(group: str) -> str:
@@ -523,13 +614,12 @@ def preset_groups(store: Any, preset: Preset) -> list[str]:
 def judge_group(store: Any, group: str, preset: Preset | None = None) -> list[CheckVerdict]:
     """Judge the user's own finished runs of a preset group against the preset's expected outcome.
 
-    Every check of the preset gets held / did not hold / not measurable (a label with no
-    finished run, or a metric its runs never logged), with the means it was judged on: the
-    same aggregation and the same ``judge`` as the bench (``outcome_of``). Runs still queued,
-    running, failed or stopped are not counted; a group of one seed is judged on that seed.
+    Every check of the preset gets a verdict (held with confidence / held on the mean / did not
+    hold / not measurable: a label with no finished run, or a metric its runs never logged),
+    with the means and paired differences it was judged on: the same aggregation and the same ``judge_paired`` as the bench (``outcome_of``). Runs still queued,
+    running, failed or stopped are not counted; a group of one seed is judged on that seed (at
+    best "held on the mean": one seed gives no interval); a group of quick runs is not judged.
     """
-    import statistics
-
     if preset is None:
         name = preset_of_group(group)
         if not name:
@@ -537,15 +627,7 @@ def judge_group(store: Any, group: str, preset: Preset | None = None) -> list[Ch
                               f"pick a preset's group")
         preset = load_preset(name)
     runs = store.list_runs(group=group)
-    per_label = outcome_of(preset, store, [r.id for r in runs], group).extra["per_label"]
-    out = []
-    for check, held in judge(preset, per_label):
-        labels = list(check.near) or [check.higher, check.lower]
-        values = {label: per_label.get(label, {}).get(check.metric, []) for label in labels}
-        means = {label: statistics.fmean(v) for label, v in values.items() if v}
-        out.append(CheckVerdict(check, held, means, {label: len(v) for label, v in values.items()},
-                                tuple(label for label, v in values.items() if not v)))
-    return out
+    return outcome_of(preset, store, [r.id for r in runs], group).verdicts
 
 
 def _substitute(value: Any, resolve: Mapping[str, str] | None) -> Any:

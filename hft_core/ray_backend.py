@@ -419,7 +419,7 @@ def run_preset_on_ray(preset: Any, seeds: Iterable[int] | None = None, *, quick:
         group, ids = submit_preset(None, preset, seeds, quick=quick, reserve=launcher.worker)
         log(f"{preset.name}: {len(ids)} runs sent to Ray as group {group!r} ({launcher.slots} at a time)")
         _wait_logging(store, ids, log)
-        return outcome_of(preset, store, ids, group)
+        return outcome_of(preset, store, ids, group, quick=quick)
     finally:
         launcher.close(stop_running=True)
         if own:

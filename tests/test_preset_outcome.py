@@ -15,6 +15,8 @@ sys.path.insert(0, str(ROOT))
 from hft_core import presets as P  # noqa: E402
 from hft_core.config import ConfigError  # noqa: E402
 from hft_core.store import RunStore  # noqa: E402
+from scipy import stats as sps  # noqa: E402
+from ui.preset_outcome import outcome_rows  # noqa: E402
 
 PRESET = P.load_preset("finetune_vs_scratch")
 A1, A05, A0 = (v.label for v in PRESET.variants)  # alpha 1, alpha 0.5, alpha 0
@@ -28,10 +30,11 @@ def store(tmp_path, monkeypatch):
     s.close()
 
 
-def add_run(store: RunStore, group: str, label: str, seed: int, acc: float | None, status: str = "finished") -> str:
+def add_run(store: RunStore, group: str, label: str, seed: int, acc: float | None, status: str = "finished",
+            quick: bool = False) -> str:
     variant = next(v for v in PRESET.variants if v.label == label)
-    rid = store.create_run(P.variant_config(PRESET, variant, seed, group=group), status="running", group=group,
-                           name=label)
+    rid = store.create_run(P.variant_config(PRESET, variant, seed, group=group, quick=quick), status="running",
+                           group=group, name=label)
     store.log_metrics(rid, 10, {"loss": 1.0})
     if acc is not None:
         store.log_metrics(rid, 40, {"eval/accuracy": acc})
@@ -57,9 +60,10 @@ def test_judge_group_held_did_not_hold_and_not_measurable(store):
     add_run(store, group, A0, 2, None, status="running")  # not counted
     verdicts = P.judge_group(store, group)
     assert [v.held for v in verdicts] == [False, True]
-    assert [v.verdict for v in verdicts] == ["did not hold", "held"]
+    assert [v.verdict for v in verdicts] == ["did not hold", "held on the mean"]  # 2nd: one seed in common
     assert verdicts[0].means == pytest.approx({A1: 0.85, A05: 0.90})
     assert verdicts[1].runs == {A05: 2, A0: 1} and verdicts[1].missing == ()
+    assert verdicts[1].differences[0].seeds == (0,) and verdicts[1].held_on() == (1, 1)
     assert P.preset_groups(store, PRESET) == [group]
 
 
@@ -101,8 +105,11 @@ def test_render_preset_outcome_lists_each_group_with_its_verdicts(store, tmp_pat
     assert "2 of 3 runs finished, 1 still to come" in text
     newest, oldest = (at.dataframe[i].value for i in range(2))
     assert list(newest["verdict"]) == ["❌ did not hold", "… not measurable yet"]
-    assert list(oldest["verdict"]) == ["✅ held", "✅ held"]
+    assert list(oldest["verdict"]) == ["⚠️ held on the mean", "⚠️ held on the mean"]  # one seed: no interval
     assert "50.0%" in newest["means"][0] and "no finished run yet: alpha 0" in newest["means"][1]
+    assert newest["difference"][0] == f"{A1} − {A05}: -20.0 points, held on 0/1 seeds"
+    notes = " ".join(c.value for c in at.caption)
+    assert "95% t-interval" in notes and "1 seed: no interval" in notes
 
 
 def test_compare_page_shows_the_outcome_of_a_preset_group(store, tmp_path):
@@ -125,6 +132,54 @@ def test_compare_page_shows_the_outcome_of_a_preset_group(store, tmp_path):
         assert not at.exception, at.exception
         assert any("Did the preset" in e.label for e in at.expander)
         verdicts = [list(d.value["verdict"]) for d in at.dataframe if "verdict" in d.value]
-        assert verdicts == [["✅ held", "✅ held"]]
+        assert verdicts == [["⚠️ held on the mean", "⚠️ held on the mean"]]
     finally:
         mgr.shutdown()
+
+
+def three_seeds(store: RunStore, group: str, accs: dict[str, tuple[float, float, float]], quick: bool = False) -> None:
+    for label, values in accs.items():
+        for seed, acc in enumerate(values):
+            add_run(store, group, label, seed, acc, quick=quick)
+
+
+def test_a_check_holding_on_two_of_three_seeds_is_held_on_the_mean(store):
+    group = "finetune_vs_scratch-1126-130000"
+    # alpha 1 above alpha 0.5 on seeds 0 and 1, below on seed 2; alpha 0.5 far above alpha 0 on every seed
+    three_seeds(store, group, {A1: (0.90, 0.92, 0.70), A05: (0.80, 0.81, 0.75), A0: (0.20, 0.19, 0.21)})
+    first, second = P.judge_group(store, group)
+    assert first.held is True and first.held_on() == (2, 3)
+    assert first.verdict == "held on the mean"
+    d = first.differences[0]
+    ref = sps.ttest_rel([0.90, 0.92, 0.70], [0.80, 0.81, 0.75]).confidence_interval(0.95)
+    assert (d.estimate.lo, d.estimate.hi) == pytest.approx((ref.low, ref.high))   # scipy's paired t interval
+    assert second.verdict == "held with confidence" and second.held_on() == (3, 3)
+    assert second.differences[0].estimate.lo > 0
+    assert second.estimates[A0].mean == pytest.approx(0.20)
+
+
+def test_quick_runs_are_not_judged(store):
+    group = "finetune_vs_scratch-1126-140000"
+    three_seeds(store, group, {A1: (0.9, 0.9, 0.9), A05: (0.5, 0.5, 0.5), A0: (0.9, 0.9, 0.9)}, quick=True)
+    verdicts = P.judge_group(store, group)
+    assert [v.verdict for v in verdicts] == ["not judged (quick check)"] * 2
+    assert [v.held for v in verdicts] == [True, False]  # the means are still there, only not judged
+    assert all(P.is_quick_run(PRESET, r) for r in store.list_runs(group=group))
+    rows = outcome_rows(PRESET, store, [group])[0].rows
+    assert [r["verdict"] for r in rows] == ["⏭️ not judged (quick check)"] * 2
+
+
+def test_panel_shows_intervals_and_paired_differences(store, tmp_path):
+    group = "finetune_vs_scratch-1126-150000"
+    three_seeds(store, group, {A1: (0.925, 0.90, 0.95), A05: (0.74, 0.72, 0.77), A0: (0.20, 0.18, 0.21)})
+    at = AppTest.from_function(_outcome_page, kwargs={"home": str(tmp_path), "preset_name": PRESET.name},
+                               default_timeout=60).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["verdict"]) == ["✅ held with confidence", "✅ held with confidence"]
+    d = P.judge_group(store, group)[0].differences[0]
+    assert table["difference"][0] == (f"{A1} − {A05}: +{100 * d.estimate.mean:.1f} points "
+                                      f"[+{100 * d.estimate.lo:.1f}, +{100 * d.estimate.hi:.1f}], held on 3/3 seeds")
+    assert "3 runs" in table["means"][0] and "92.5% [" in table["means"][0]
+    notes = " ".join(c.value for c in at.caption)
+    assert "3 seeds" in notes and "seed: no interval" not in notes

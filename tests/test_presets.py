@@ -162,6 +162,7 @@ def test_quick_mode_runs(preset, tmp_path, monkeypatch):
     for label in preset.labels:
         assert outcome.values.get(label), f"{preset.name}/{label}: no {preset.metric}"
     assert len(outcome.check_results) == len(preset.checks)
+    assert outcome.quick and [v.verdict for v in outcome.verdicts] == ["not judged (quick check)"] * len(preset.checks)
     per_label = outcome.extra["per_label"]
     for check, held in outcome.check_results:  # each verdict, recomputed here from the runs' own values
         values = [per_label.get(label, {}).get(check.metric) for label in (list(check.near) or [check.higher, check.lower])]

@@ -1,20 +1,25 @@
-"""The user's own runs of a preset against its expected outcome: held / did not hold, per check.
+"""The user's own runs of a preset against its expected outcome, check by check, with its uncertainty.
 
 ``outcome_rows`` is the logic (tested without a browser); ``render_preset_outcome`` lays it
 out, for the Compare page (the selected preset group) and the Train page (under a preset).
 The verdicts come from ``hft_core.presets.judge_group``: the bench's own judgement, on the
-runs in this store.
+runs in this store, paired by seed: held with confidence / held on the mean / did not hold
+(``hft_core.stats``; a quick run is not judged).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
+from hft_core import comparison as C
 from hft_core import presets as P
+from hft_core import stats
 
-MARK = {True: "✅ held", False: "❌ did not hold", None: "… not measurable yet"}
+MARK = {stats.HELD_WITH_CONFIDENCE: "✅ held with confidence", stats.HELD_ON_THE_MEAN: "⚠️ held on the mean",
+        stats.DID_NOT_HOLD: "❌ did not hold", stats.NOT_MEASURABLE: "… not measurable yet",
+        stats.NOT_JUDGED_QUICK: "⏭️ not judged (quick check)"}
 DONE = ("finished", "failed", "stopped", "interrupted")
 
 
@@ -24,7 +29,8 @@ class GroupOutcome:
     finished: int                    # finished runs in the group
     total: int                       # all runs in the group
     active: int                      # queued or running
-    rows: list[dict[str, str]]       # one per check: check, verdict, means
+    rows: list[dict[str, str]]       # one per check: expected, verdict, difference, means
+    seeds: list[int] = field(default_factory=list)   # paired seeds of each check (for the method note)
 
 
 def outcome_rows(preset: P.Preset, store: Any, groups: list[str] | None = None) -> list[GroupOutcome]:
@@ -36,14 +42,18 @@ def outcome_rows(preset: P.Preset, store: Any, groups: list[str] | None = None) 
         finished = sum(r.status == "finished" for r in runs)
         if not finished:
             continue
-        rows = []
+        rows, seeds = [], []
         for v in P.judge_group(store, group, preset):
-            means = "; ".join(f"{label}: {_fmt(v.means[label], v.check.metric)} ({v.runs[label]} run"
+            metric = v.check.metric
+            means = "; ".join(f"{label}: {C.format_estimate(v.estimates[label], metric)} ({v.runs[label]} run"
                               f"{'s' if v.runs[label] != 1 else ''})" for label in v.means)
             if v.missing:
                 means += ("; " if means else "") + "no finished run yet: " + ", ".join(v.missing)
-            rows.append({"expected": v.check.describe(), "verdict": MARK[v.held], "means": means})
-        out.append(GroupOutcome(group, finished, len(runs), sum(r.status not in DONE for r in runs), rows))
+            difference = "; ".join(C.difference_line(d, metric, v.expect, v.check.tol) for d in v.differences)
+            rows.append({"expected": v.check.describe(), "verdict": MARK[v.verdict], "difference": difference or "-",
+                         "means": means})
+            seeds += [d.n for d in v.differences]
+        out.append(GroupOutcome(group, finished, len(runs), sum(r.status not in DONE for r in runs), rows, seeds))
     return out
 
 
@@ -60,14 +70,13 @@ def render_preset_outcome(preset: P.Preset, store: Any, groups: list[str] | None
         st.dataframe(res.rows, hide_index=True, width="stretch",
                      column_config={"expected": st.column_config.TextColumn("expected", width="medium"),
                                     "verdict": st.column_config.TextColumn("on your runs", width="small"),
-                                    "means": st.column_config.TextColumn("means of the final values", width="large")})
-    st.caption("Means over the finished runs of each variant (all seeds you ran). One seed can go either way: the "
-               "preset's stated result is over three.")
-
-
-def _fmt(value: float, metric: str) -> str:
-    if metric.startswith("eval/accuracy") or metric.endswith("f1"):
-        return f"{100 * value:.1f}%"
-    if metric.startswith("params"):
-        return f"{value:,.0f}"
-    return f"{value:.4g}"
+                                    "difference": st.column_config.TextColumn(
+                                        "paired difference [95% interval]", width="large"),
+                                    "means": st.column_config.TextColumn("means [95% interval]", width="large")})
+        if res.seeds:
+            st.caption(f"Method: {stats.method_note('t', res.seeds)}. " + (
+                f"⚠️ {stats.few_seeds_warning(min(res.seeds))}." if min(res.seeds) < stats.MIN_SEEDS else ""))
+    st.caption("**Held with confidence**: the 95% interval of the paired difference lies on the expected side (for "
+               "*~*, inside the tolerance) and every seed agrees. **Held on the mean**: the mean went the expected "
+               "way, but not on every seed or the interval reaches past 0. A quick check (tiny model, a few "
+               "steps) tests the plumbing and is not judged.")
