@@ -1,0 +1,104 @@
+"""hft_core.comparison: variants of a set of runs with their intervals and paired differences, read from a
+temp store (runs written straight into it, no training), checked against scipy on the same numbers."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hft_core import comparison as C  # noqa: E402
+from hft_core import presets as P  # noqa: E402
+from hft_core import stats as S  # noqa: E402
+from hft_core.config import RunConfig  # noqa: E402
+from hft_core.store import RunStore  # noqa: E402
+
+PRESET = P.load_preset("finetune_vs_scratch")
+A1, A05, A0 = (v.label for v in PRESET.variants)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    s = RunStore(tmp_path)
+    yield s
+    s.close()
+
+
+def add(store: RunStore, cfg: RunConfig, name: str, values: dict[str, float], status: str = "finished",
+        group: str = "") -> str:
+    rid = store.create_run(cfg, status="running", group=group, name=name)
+    store.log_metrics(rid, 1, {"loss": 2.0})
+    store.log_metrics(rid, 40, values)
+    store.set_status(rid, status)
+    store.flush()
+    return rid
+
+
+def test_runs_differing_only_by_seed_are_one_variant(store):
+    base = RunConfig(model="tiny:bert", max_steps=40)
+    lr = base.with_overrides({"lr": 3e-4})
+    accs = {"base": [0.70, 0.74, 0.69], "lr 3e-4": [0.80, 0.83, 0.78]}
+    for seed in range(3):
+        add(store, base.with_overrides({"seed": seed}), "base", {"eval/accuracy": accs["base"][seed]})
+        add(store, lr.with_overrides({"seed": seed}), "lr 3e-4", {"eval/accuracy": accs["lr 3e-4"][seed]})
+    running = add(store, lr.with_overrides({"seed": 3}), "lr 3e-4", {"eval/accuracy": 0.1}, status="running")
+    cmp = C.compare_runs(store, [r.id for r in store.list_runs()], "eval/accuracy")
+    assert sorted(v.label for v in cmp.variants) == ["base", "lr 3e-4"]
+    assert cmp.notes == [f"not finished, left out: {running} (running)"]
+    for label, xs in accs.items():
+        est = cmp.estimates[label]
+        ref = sps.ttest_1samp(xs, 0).confidence_interval(0.95)
+        assert (est.mean, est.lo, est.hi) == pytest.approx((np.mean(xs), ref.low, ref.high))
+    (d,) = cmp.differences
+    assert (d.a, d.b) == ("lr 3e-4", "base")  # the higher mean first: a positive difference
+    ref = sps.ttest_rel(accs["lr 3e-4"], accs["base"]).confidence_interval(0.95)
+    assert (d.estimate.lo, d.estimate.hi) == pytest.approx((ref.low, ref.high))
+    line = C.difference_line(d, "eval/accuracy")
+    assert line == (f"lr 3e-4 − base: +{100 * d.estimate.mean:.1f} points [+{100 * ref.low:.1f}, "
+                    f"+{100 * ref.high:.1f}], higher on 3/3 seeds")
+    assert cmp.warning == "" and "3 seeds" in cmp.method_note
+    rows = cmp.mean_rows()
+    assert rows[0]["seeds"] == 3 and rows[0]["per seed"].startswith("0: ")
+    text = "\n".join(cmp.lines())
+    assert line in text and "95% t-interval" in text
+
+
+def test_a_preset_group_compares_its_labels_and_warns_with_two_seeds(store):
+    group = "finetune_vs_scratch-1126-101500"
+    values = {A1: (0.90, 0.95), A05: (0.70, 0.80), A0: (0.20, 0.18)}
+    for label, accs in values.items():
+        variant = next(v for v in PRESET.variants if v.label == label)
+        for seed, acc in enumerate(accs):
+            add(store, P.variant_config(PRESET, variant, seed, group=group), label, {"eval/accuracy": acc}, group=group)
+    cmp = C.compare_runs(store, [r.id for r in store.list_runs(group=group)], preset=PRESET)
+    assert [v.label for v in cmp.variants] == [A1, A05, A0]  # the preset's order
+    assert [(d.a, d.b) for d in cmp.differences] == [(A1, A05), (A1, A0), (A05, A0)]
+    assert "only 2 seeds" in cmp.warning
+    assert any("warning: only 2 seeds" in line for line in cmp.lines())
+
+
+def test_formatting_in_display_units():
+    assert C.format_value(0.925, "eval/accuracy") == "92.5"
+    assert C.format_value(0.183, "eval/accuracy", signed=True) == "+18.3"
+    assert C.format_value(22715141.0, "params_trainable") == "22,715,141"
+    assert C.format_value(0.43121, "eval/loss") == "0.4312"
+    est = S.Estimate(0.925, 0.881, 0.969, 3, "t")
+    assert C.format_estimate(est, "eval/accuracy") == "92.5% [88.1, 96.9]"
+    assert C.format_estimate(S.Estimate(0.5, float("nan"), float("nan"), 1, "none"), "eval/loss") == "0.5 nats"
+    d = S.paired_difference({0: 0.90, 1: 0.91, 2: 0.92}, {0: 0.895, 1: 0.905, 2: 0.915}, labels=("full", "LoRA"))
+    assert C.difference_line(d, "eval/accuracy", "near", 0.03).endswith("within ±3.0 points on 3/3 seeds")
+    assert C.difference_line(S.paired_difference({0: 1.0}, {1: 1.0}, labels=("x", "y")), "loss") == \
+        "x − y: no seed in common"
+
+
+def test_many_variants_are_each_compared_with_the_best():
+    variants = [C.Variant(f"v{i}", {0: i / 10, 1: i / 10 + 0.01}) for i in range(8)]
+    est = {v.label: S.mean_interval(v.values.values()) for v in variants}
+    pairs = C.pairs_of(variants, est)
+    assert pairs == [("v7", f"v{i}") for i in range(6, -1, -1)]
+    assert len(C.pairs_of(variants[:4], est)) == 6  # every pair of 4
