@@ -85,6 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _detach(store, cfg, args.resume)
     progress = None if args.quiet else ProgressSink(cfg.max_steps)
     device = f"ddp:{os.environ.get('WORLD_SIZE')}" if distributed() else None  # all ranks start together
+    if device is None:
+        _share_the_cpu(cfg.device)
 
     def started(run_id: str) -> None:
         print(f"run {run_id}: {cfg.model} on {cfg.data}, {cfg.max_steps} steps; store {store.path}; "
@@ -112,6 +114,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"resume with: hft train --resume {run_id}", file=sys.stderr)
         return 130 if rec.stop_reason and "Ctrl-C" in rec.stop_reason else 0
     return 0
+
+
+def _share_the_cpu(device: str) -> None:
+    """A CPU run here takes the share of the cores an app worker would (``threads_per_run`` of
+    HFT_RUNS_PER_DEVICE): side by side they do not oversubscribe the CPU, and the same config
+    gives the same numbers from the CLI as from the app."""
+    import torch
+
+    from hft_core.placement import resolve_device, threads_per_run
+    from hft_core.runs import runs_per_device
+
+    if resolve_device(device) == "cpu":
+        torch.set_num_threads(threads_per_run(runs_per_device()))
 
 
 def _say(progress: "ProgressSink | None", message: str) -> None:
@@ -293,38 +308,46 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """Serve a device's queue from this terminal: one worker process (this one) training on its main
+    thread, or with --per-device N > 1 N worker processes supervised from here, as the app does."""
+    from hft_core import worker_process
+    from hft_core.home import hft_home
+    from hft_core.placement import DeviceError, resolve_device, threads_per_run, visible_devices
+    from hft_core.runs import runs_per_device
+
+    device = resolve_device(args.device)
+    if device not in visible_devices():  # refused before anything starts
+        raise DeviceError(f"device {args.device!r} does not exist in this process; devices here: "
+                          f"{', '.join(visible_devices())}")
+    per_device = args.per_device or runs_per_device()
+    if per_device == 1:
+        argv = ["--home", str(hft_home()), "--device", device, "--threads", str(threads_per_run(1)),
+                "--max-running", "1", "--report"]
+        if args.exit_when_idle:
+            argv += ["--exit-when-idle", str(args.exit_when_idle)]
+        return worker_process.main(argv)
+    return _supervise(device, per_device)
+
+
+def _supervise(device: str, per_device: int) -> int:
+    import signal as signals
     import time
 
-    from hft_core.placement import resolve_device
-    from hft_core.runs import Worker, load_trainer
     from hft_core.store import RunStore
+    from hft_core.supervisor import WorkerPool
 
     store = RunStore()
-    device = resolve_device(args.device)
-    worker = Worker(store, device, train_fn=load_trainer(), max_per_device=args.per_device or None,
-                    slots=args.per_device or 1)
-    print(f"worker {worker.id} (pid {os.getpid()}) serves {device} from {store.path}; Ctrl-C stops it "
-          f"(a running run stops after its step, with a checkpoint)", file=sys.stderr, flush=True)
-    worker.start()
-    seen: set[str] = set()
+    pool = WorkerPool(store, per_device=per_device)
+    pool.serve(device)
+    print(f"{per_device} worker processes serve {device} from {store.path}; their logs are in {store.home / 'logs'}; "
+          f"Ctrl-C stops them (a running run stops after its step, with a checkpoint)", file=sys.stderr, flush=True)
+    signals.signal(signals.SIGTERM, signals.default_int_handler)
     try:
-        idle_since = time.monotonic()
         while True:
-            now_running = set(worker.running())
-            for rid in now_running - seen:
-                print(f"training {rid} ({store.get_run(rid).name})", flush=True)
-            for rid in seen - now_running:
-                rec = store.get_run(rid)
-                print(f"{rid} {rec.status}" + (f": {rec.error}" if rec.error else ""), flush=True)
-            seen = now_running
-            if now_running or store.queued(device):
-                idle_since = time.monotonic()
-            elif args.exit_when_idle and time.monotonic() - idle_since >= args.exit_when_idle:
-                break
-            time.sleep(0.2)
+            time.sleep(1)
     except KeyboardInterrupt:
-        print("stopping: the running run ends after its current step", file=sys.stderr, flush=True)
-    worker.close(stop_running=True, wait=True)
+        print("stopping the workers", file=sys.stderr, flush=True)
+    pool.close()
     store.close()
     return 0
 

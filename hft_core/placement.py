@@ -53,9 +53,53 @@ def visible_devices() -> list[str]:
     return ["cpu"] + [f"cuda:{i}" for i in range(n)]
 
 
+# ---- worker processes: one device each, and their share of the CPU ------------------------------
+WORKER_DEVICE_ENV = "HFT_WORKER_DEVICE"   # set by the supervisor: the queue a worker process serves
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask: `taskset -c 0` gives 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_run(side_by_side: int) -> int:
+    """Torch threads for one training process when ``side_by_side`` train at once on this CPU.
+
+    The policy: the cores are split, never shared. Two processes with 2 threads each on 2
+    cores run several times slower than one (OpenMP threads spin-wait for each other), and
+    a run's numbers are bit-equal only between runs with the same thread count, so every
+    entry point (app worker, `hft train`, `hft worker`) uses this one rule."""
+    return max(1, cpu_cores() // max(1, int(side_by_side)))
+
+
+def gpu_identity(index: int) -> str:
+    """What to put in a worker's CUDA_VISIBLE_DEVICES for this process's ``cuda:index``: the GPU's
+    UUID where torch knows it (stable whatever the environment's order), else its physical index."""
+    try:
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+    except (AttributeError, RuntimeError, AssertionError):
+        uuid = ""
+    if uuid:
+        return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return visible[index] if index < len(visible) else str(index)
+
+
+def local_name(device: str) -> str:
+    """Inside a worker process pinned to one GPU (CUDA_VISIBLE_DEVICES = that card), the queue's
+    "cuda:N" is this process's "cuda:0"; everywhere else the name is unchanged."""
+    served = os.environ.get(WORKER_DEVICE_ENV, "")
+    if served.startswith("cuda") and device == served and os.environ.get("CUDA_VISIBLE_DEVICES", "").count(",") == 0:
+        return "cuda:0"
+    return device
+
+
 def check_device(device: str) -> torch.device:
     """The torch.device for a config's ``device``, or a DeviceError that says what exists here."""
-    name = resolve_device(device)
+    name = local_name(resolve_device(device))
     here = ", ".join(visible_devices())
     if name == "mps":
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

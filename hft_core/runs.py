@@ -30,6 +30,7 @@ Workers never touch Streamlit (this module never imports it); pages only read th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import os
@@ -42,17 +43,17 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from hft_core.config import RunConfig
 from hft_core.placement import DeviceError, resolve_device, visible_devices
-from hft_core.store import HEARTBEAT_S, RunStore, StoreError
+from hft_core.control import HEARTBEAT_S, RESUMABLE, ClaimLost
+from hft_core.store import RunStore, StoreError
 
 log = logging.getLogger(__name__)
 
 TrainFn = Callable[..., Any]
 STATE_FILE = "trainer_state.pt"   # = hft_core.trainer.STATE_FILE (not imported: that pulls in the whole trainer)
-RESUMABLE = ("stopped", "interrupted", "failed", "pruned")
 ACTIVE = ("queued", "running")
 STOP_POLL_S = 0.5    # a stop request from another process is seen within this (or the current step)
 CLAIM_POLL_S = 0.5   # an idle worker looks for work in the store this often (its own process wakes it at once)
@@ -146,6 +147,17 @@ class Outcome:
         return getattr(self.result, "checkpoint", None)
 
 
+class StopFlag(threading.Event):
+    """A run's stop event. ``abandoned``: the worker lost its claim on the run (its lease expired
+    while it hung): the trainer stops without saving a checkpoint, whose folder may be another's now."""
+
+    abandoned = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.set()
+
+
 def execute_run(store: RunStore, run_id: str, train_fn: TrainFn, stop: threading.Event | None = None,
                 resume: bool = False) -> str:
     """Train one stored run in this thread and record the outcome. Returns the final status."""
@@ -153,43 +165,77 @@ def execute_run(store: RunStore, run_id: str, train_fn: TrainFn, stop: threading
 
 
 def _execute(store: RunStore, run_id: str, train_fn: TrainFn, stop: threading.Event | None = None,
-             resume: bool = False) -> Outcome:
+             resume: bool = False, worker: str | None = None) -> Outcome:
     """Never raises for a failure of the run: it ends "failed" with ``error`` = "Type: message", the
     traceback stored and an error event logged. Metrics are flushed before the final status is
     written, so a reader that sees "finished" also sees every metric. A run stopped on request
-    ends with the status the request asked for ("stopped", or "pruned" for a search trial)."""
+    ends with the status the request asked for ("stopped", or "pruned" for a search trial).
+
+    ``worker``: the worker that claimed the run; its end is recorded only while that worker still
+    holds it (else the outcome is "lost" and nothing is written: see ``RunStore.set_status``)."""
     stop = stop or threading.Event()
     rec = store.get_run(run_id)
     if rec.status != "running":  # claimed runs are running already; direct callers (DDP rank 0) are not
         store.set_status(run_id, "running")
+    store.log_event(run_id, f"trained in pid {os.getpid()} with {_torch_threads()} torch thread(s)"
+                    + (f" by worker {worker}" if worker else ""))
     try:
-        if stop.is_set():
-            result = None
-            status = "stopped"
-        elif rec.kind == "train":
-            result = train_fn(rec.cfg, sink=store.sink(run_id), stop=stop, out_dir=store.run_dir(run_id),
-                              resume=resume)
-            status = getattr(result, "status", "finished")
-        else:
-            from hft_core import jobs
+        try:
+            if stop.is_set():
+                result = None
+                status = "stopped"
+            elif rec.kind == "train":
+                result = train_fn(rec.cfg, sink=store.sink(run_id), stop=stop, out_dir=store.run_dir(run_id),
+                                  resume=resume)
+                status = getattr(result, "status", "finished")
+            else:
+                from hft_core import jobs
 
-            result = None
-            status = jobs.run_job(store, rec, store.sink(run_id), stop)
-    except Exception as e:
-        message = f"{type(e).__name__}: {e}"
-        store.log_event(run_id, message, "error")
-        store.flush()
-        ckpt = store.run_dir(run_id) / "checkpoint"
-        store.set_status(run_id, "failed", error=message, traceback=traceback.format_exc(),
-                         checkpoint_dir=ckpt if ckpt.is_dir() else None)
-        return Outcome(run_id, "failed")
-    if status not in ("finished", "stopped"):
-        status = "finished"
-    if status == "stopped":
-        status = store.pending_stops([run_id]).get(run_id, "stopped")  # "pruned" when a pruner asked
-    store.flush()
-    store.set_status(run_id, status, checkpoint_dir=getattr(result, "checkpoint", None))
-    return Outcome(run_id, status, result)
+                result = None
+                status = jobs.run_job(store, rec, store.sink(run_id), stop)
+        except Exception as e:
+            message = f"{type(e).__name__}: {e}" + _advice(e)
+            store.log_event(run_id, message, "error")
+            ckpt = store.run_dir(run_id) / "checkpoint"
+            _free_accelerator_memory()
+            store.set_status(run_id, "failed", error=message, traceback=traceback.format_exc(),
+                             checkpoint_dir=ckpt if ckpt.is_dir() else None, worker=worker)
+            return Outcome(run_id, "failed")
+        if getattr(stop, "abandoned", False):
+            return Outcome(run_id, "lost")
+        if status not in ("finished", "stopped"):
+            status = "finished"
+        if status == "stopped":
+            status = store.pending_stops([run_id]).get(run_id, "stopped")  # "pruned" when a pruner asked
+        store.set_status(run_id, status, checkpoint_dir=getattr(result, "checkpoint", None), worker=worker)
+        return Outcome(run_id, status, result)
+    except ClaimLost as e:
+        log.warning("run %s: %s", run_id, e)
+        return Outcome(run_id, "lost")
+
+
+def _torch_threads() -> int | str:
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else "?"
+
+
+def _advice(e: Exception) -> str:
+    """What to try, for failures a user can act on (out of GPU memory)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(e, torch.cuda.OutOfMemoryError):
+        return (". The GPU ran out of memory: try a smaller batch_size (with grad_accum to keep the effective "
+                "batch), precision bf16, a shorter max_length, or LoRA/freezing")
+    return ""
+
+
+def _free_accelerator_memory() -> None:
+    """After a failed run, give its cached GPU memory back (a CUDA OOM must not starve the next run)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        import gc
+
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 # ---- workers ------------------------------------------------------------------------------------------
@@ -215,7 +261,8 @@ class Worker:
     """
 
     def __init__(self, store: RunStore, device: str, *, train_fn: TrainFn | None = None, role: str = "general",
-                 max_per_device: int | None = None, slots: int = 1, check: bool = True) -> None:
+                 max_per_device: int | None = None, slots: int = 1, check: bool = True,
+                 on_lost: Callable[[list[str]], None] | None = None) -> None:
         self.store = store
         self.device = resolve_device(device)
         if check and self.device not in visible_devices():
@@ -225,7 +272,8 @@ class Worker:
         self.max_per_device = max_per_device or runs_per_device()
         self.slots = max(1, int(slots))
         self._train_fn = train_fn
-        self._running: dict[str, threading.Event] = {}
+        self._on_lost = on_lost    # called with the runs whose claim was lost (after they were abandoned)
+        self._running: dict[str, StopFlag] = {}
         self._lock = threading.Condition()
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -248,6 +296,33 @@ class Worker:
     def wake(self) -> None:
         """Look for work now (this process just queued or resumed a run)."""
         self._wake.set()
+
+    def serve_forever(self, *, idle_poll: float = 0.1) -> None:
+        """Serve the device in the calling thread (a worker process's main thread) until ``close``.
+
+        Between runs it reads the queue every ``idle_poll`` seconds (a read: cheap) and claims
+        (a write transaction) only when something waits, or every CLAIM_POLL_S*4 to expire dead
+        runs, so a run queued by another process starts within ``idle_poll``."""
+        last_claim = 0.0
+        while not self._closed.is_set():
+            if self.store.closed:
+                return
+            due = time.monotonic() - last_claim >= CLAIM_POLL_S * 4
+            if not due and not self.store.queued(self.device):
+                self._wake.wait(idle_poll)
+                self._wake.clear()
+                continue
+            last_claim = time.monotonic()
+            try:
+                claim = self.store.claim(self.id, self.device, max_running=self.max_per_device)
+            except StoreError as e:
+                log.warning("worker %s: cannot claim from %s: %s", self.id, self.store.path, e)
+                claim = None
+            if claim is None:
+                self._wake.wait(idle_poll)
+                self._wake.clear()
+                continue
+            self._run(claim.run_id, claim.resume)
 
     def _serve(self) -> None:
         while not self._closed.is_set():
@@ -325,22 +400,41 @@ class Worker:
 
     # ---- both ------------------------------------------------------------------------------------
     def _run(self, run_id: str, resume: bool) -> Outcome:
-        stop = threading.Event()
+        stop = StopFlag()
         with self._lock:
             self._running[run_id] = stop
+        self.store.fence(run_id, self.id)  # its metrics are written only while we hold it
         try:
             train_fn = self._train_fn or load_trainer()
-            return _execute(self.store, run_id, train_fn, stop, resume)
+            return _execute(self.store, run_id, train_fn, stop, resume, worker=self.id)
         except Exception:  # the store itself failed (e.g. disk full): keep the worker alive
             log.exception("run %s: could not record its outcome in %s", run_id, self.store.path)
             return Outcome(run_id, "failed")
         finally:
+            self.store.unfence(run_id)
             with self._lock:
                 self._running.pop(run_id, None)
                 self._lock.notify_all()
                 last = self._closed.is_set() and not self._running
             if last:
                 self._unregister()
+
+    def _lose(self, run_ids: list[str], why: str, gone: bool = False) -> None:
+        """Runs we no longer hold: stop training them without a checkpoint or a status (both may
+        belong to another worker now), then tell ``on_lost`` (a worker process exits there).
+        ``gone``: our worker row itself expired; without ``on_lost`` we rejoin under a new id."""
+        for run_id in run_ids:
+            log.warning("worker %s lost its claim on run %s (%s); it stops training it and writes nothing more",
+                        self.id, run_id, why)
+            with self._lock:
+                flag = self._running.get(run_id)
+            if flag is not None:
+                flag.abandon()
+        if self._on_lost is not None:
+            self._on_lost(run_ids)
+        elif gone:
+            old, self.id = self.id, self.store.register_worker(self.device, self.role)
+            log.warning("worker %s rejoined as %s", old, self.id)
 
     def stop_local(self, run_id: str) -> bool:
         """Set the stop event of a run this worker trains (no store round trip). False if not ours."""
@@ -365,9 +459,20 @@ class Worker:
                     mine = dict(self._running)
                 for run_id in self.store.pending_stops(list(mine)):
                     mine[run_id].set()
+                held: set[str] | None = None
                 if time.monotonic() - last_renew >= HEARTBEAT_S:
-                    self.store.renew_lease(self.id)
+                    held = self.store.renew_lease(self.id)
                     last_renew = time.monotonic()
+                    if held is None:  # our lease ran out (we hung) and another process removed us
+                        self._lose(list(mine), "its lease expired", gone=True)
+                        continue
+                if mine:
+                    held = self.store.held_by(self.id, list(mine)) if held is None else held
+                    lost = [r for r in mine if r not in held]
+                    with self._lock:  # a run that just ended by itself is not lost
+                        lost = [r for r in lost if r in self._running]
+                    if lost:
+                        self._lose(lost, "it was interrupted or claimed by another worker meanwhile")
             except StoreError as e:  # the disk hiccupped: try again next beat, the lease has slack
                 log.warning("worker %s heartbeat: %s", self.id, e)
             except Exception:
@@ -405,15 +510,23 @@ class Worker:
 # ---- the app's manager: submit, stop, resume, look ---------------------------------------------------
 
 class RunManager:
-    """The app's handle on the queue: a general worker thread per device it serves (created on the
-    first run for that device), and submit/stop/resume/queue over the store. Thread-safe.
+    """The app's handle on the queue: worker processes for the devices it serves (started on the
+    first run for a device, or all at once by ``serve_all``), and submit/stop/resume/queue over
+    the store. Thread-safe.
 
+    ``max_per_device`` (default HFT_RUNS_PER_DEVICE, 1): runs at once per device = worker
+    processes per device; on a CPU they split its cores (``placement.threads_per_run``).
     ``devices``: the devices this manager may queue runs for (default: all this process sees).
     ``serve=False``: only queue and control runs; other processes' workers train them.
+    ``train_fn``: a training function of your own (a test's fake trainer). A function cannot be
+    sent to another process, so such a manager trains in threads of this process instead: its
+    runs share this process's random generators and thread pool (fine for fakes, not for
+    comparisons). ``processes=True/False`` forces one or the other.
     """
 
     def __init__(self, store: RunStore, *, train_fn: TrainFn | None = None, max_per_device: int | None = None,
-                 devices: Sequence[str] | None = None, serve: bool = True) -> None:
+                 devices: Sequence[str] | None = None, serve: bool = True, processes: bool | None = None,
+                 warm: bool = True) -> None:
         max_per_device = max_per_device if max_per_device is not None else runs_per_device()
         if max_per_device < 1:
             raise ValueError(f"max_per_device={max_per_device!r}: use 1 or more runs at a time per device")
@@ -421,13 +534,27 @@ class RunManager:
         self.max_per_device = max_per_device
         self.serve = serve
         self.devices = [resolve_device(d) for d in (devices or visible_devices())]
+        self.processes = (train_fn is None) if processes is None else processes
+        if self.processes and train_fn is not None:
+            raise ValueError("train_fn= trains in threads of this process; it cannot go to worker processes "
+                             "(drop processes=True, or drop train_fn to train with the real trainer in processes)")
         self._train_fn = train_fn
         self._workers: dict[str, Worker] = {}
+        self._pool = None
+        if self.processes and serve:
+            from hft_core.supervisor import WorkerPool
+
+            self._pool = WorkerPool(store, per_device=max_per_device, warm=warm)
         self._submitted: set[str] = set()
         self._lock = threading.RLock()
         self._closed = False
         # runs a dead process left running are shown as interrupted; none restarts by itself
         self.interrupted: list[str] = store.mark_interrupted()
+
+    @property
+    def pool(self):
+        """The supervisor of this manager's worker processes (None in thread mode or with serve=False)."""
+        return self._pool
 
     # ---- submitting ----------------------------------------------------------------------
     def submit(self, cfg: RunConfig, *, group: str = "", name: str = "", after: Sequence[str] = ()) -> str:
@@ -533,6 +660,8 @@ class RunManager:
         if self.store.closed:
             for w in workers:
                 w._closed.set()
+            if self._pool is not None:
+                self._pool.close()
             return
         if wait:
             self.wait()
@@ -545,6 +674,11 @@ class RunManager:
                         pass
         for w in workers:
             w.close(stop_running=not wait, wait=False)
+        if self._pool is not None:
+            if wait:
+                self._pool.close(stop_running=False)
+            else:  # the running runs stop after their step, with a checkpoint; do not block the caller
+                threading.Thread(target=self._pool.close, name="hft-pool-close", daemon=False).start()
 
     # ---- inside ------------------------------------------------------------------------------
     def _device(self, device: str) -> str:
@@ -557,6 +691,9 @@ class RunManager:
 
     def _serve(self, device: str) -> None:
         if not self.serve:
+            return
+        if self._pool is not None:
+            self._pool.serve(device)  # its workers see the queued run within their poll (0.1 s)
             return
         with self._lock:
             w = self._workers.get(device)
@@ -584,7 +721,7 @@ class RunManager:
         ignored here: a missing package is reported when a run needs it."""
         def work() -> None:
             try:
-                if self._train_fn is None:
+                if self._train_fn is None and not self.processes:
                     self._train_fn = load_trainer()
                 from hft_core import data as data_sources
 
@@ -627,6 +764,11 @@ def run_here(cfg: RunConfig | None = None, *, resume_id: str | None = None, stor
     notebook's plots). In the main thread, a first Ctrl-C asks the run to stop (it saves a
     checkpoint and ends "stopped"); a second one interrupts at once. Returns the Outcome
     (status, and the trainer's result with ``.model`` and ``.metrics``).
+
+    The run trains in this process, seeded from its own config: the caller's random generators
+    (Python's ``random``, numpy's global one, torch's CPU and CUDA ones) are saved before and
+    restored after, so a notebook's own draws go on as if the run had not happened. Its torch
+    thread count is left as the caller set it.
     """
     if (cfg is None) == (resume_id is None):
         raise RunStateError("give either a config to train or resume_id of a run to continue")
@@ -663,7 +805,8 @@ def run_here(cfg: RunConfig | None = None, *, resume_id: str | None = None, stor
         if handle_ctrl_c and threading.current_thread() is threading.main_thread():
             previous_handler = _install_ctrl_c(store, worker, run_id)
         try:
-            return worker.work_on([run_id], on_wait=on_wait)[run_id]
+            with callers_generators_kept():
+                return worker.work_on([run_id], on_wait=on_wait)[run_id]
         except KeyboardInterrupt:  # the second Ctrl-C: no checkpoint of this attempt, say so
             if store.get_run(run_id).status in ACTIVE:
                 store.flush()
@@ -676,6 +819,27 @@ def run_here(cfg: RunConfig | None = None, *, resume_id: str | None = None, stor
         worker.close(wait=False)
         if own_store:
             store.close()
+
+
+@contextlib.contextmanager
+def callers_generators_kept() -> Iterator[None]:
+    """Save the process's global random generators and restore them on the way out."""
+    import random
+
+    saved: list[tuple[Callable[[Any], Any], Any]] = [(random.setstate, random.getstate())]
+    np = sys.modules.get("numpy")
+    if np is not None:
+        saved.append((np.random.set_state, np.random.get_state()))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        saved.append((torch.set_rng_state, torch.get_rng_state()))
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            saved.append((torch.cuda.set_rng_state_all, torch.cuda.get_rng_state_all()))
+    try:
+        yield
+    finally:
+        for restore, state in saved:
+            restore(state)
 
 
 def _install_ctrl_c(store: RunStore, worker: Worker, run_id: str):

@@ -84,7 +84,9 @@ def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop
     sink.event(f"device {device} ({runtime.num_processes} process(es)); precision: {plan.reason}")
     if plan.warning:
         sink.event(plan.warning, "warning")
-    _seed_everything(cfg.seed)
+    _seed_everything(cfg.seed)  # this process's generators: a worker process trains one run at a time
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # peak_mem_mb is this run's, not the process's so far
 
     # ---- 2. data, tokenizer, model ----------------------------------------------
     task = get_task(cfg.task)
@@ -210,7 +212,8 @@ def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop
             final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, step, mix, main,
                                       runtime)
             t_last = time.perf_counter()  # eval time is not training throughput
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps and main and ckpt_dir:
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps and main and ckpt_dir \
+                and not getattr(stop, "abandoned", False):
             _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
             t_last = time.perf_counter()
 
@@ -219,6 +222,8 @@ def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop
         final_metrics = _evaluate(task, unwrapped, tokenizer, dataset, cfg, device, plan, sink, step, mix, main,
                                   runtime, final=True)
     checkpoint = None
+    if getattr(stop, "abandoned", False):  # our worker lost its claim: the folder may be another worker's now
+        ckpt_dir = None
     if main and ckpt_dir is not None:
         _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
         checkpoint = str(ckpt_dir)
@@ -349,7 +354,8 @@ def _save(ckpt_dir: Path, cfg: RunConfig, model, tokenizer, mix, optimizer, sche
     extra = {s.name: state for s in mix if (state := s.state_dict())}
     torch.save({"step": step, "tokens_seen": tokens_seen, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "strategies": extra,
-                "rng_torch": torch.get_rng_state(), "rng_python": random.getstate()}, tmp / STATE_FILE)
+                "rng_torch": torch.get_rng_state(), "rng_python": random.getstate(),
+                **({"rng_cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})}, tmp / STATE_FILE)
     old = ckpt_dir.with_name(ckpt_dir.name + ".old")
     if ckpt_dir.exists():
         ckpt_dir.rename(old)
@@ -384,6 +390,8 @@ def _load_state(ckpt_dir: Path, model, optimizer, scheduler, scaler, mix=()) -> 
             s.load_state_dict(state["strategies"][s.name])
     torch.set_rng_state(state["rng_torch"])
     random.setstate(_to_tuple(state["rng_python"]))
+    if "rng_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng_cuda"])
     return int(state["step"]), int(state["tokens_seen"])
 
 

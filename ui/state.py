@@ -6,7 +6,6 @@ the HFT home folder, shared by every browser session. Tests put their own manage
 """
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -30,30 +29,12 @@ def _shared_manager(home: str):
     from hft_core.runs import RunManager
     from hft_core.store import RunStore
 
-    mgr = RunManager(RunStore(home)).serve_all()  # a worker thread per device, for runs queued anywhere
-    warm = mgr.warm_up()  # the first Start then finds the trainer imported and the default data read
-    threading.Thread(target=_warm_quick_demo_model, args=(warm,), name="hft-warm-model", daemon=True).start()
+    # worker processes for every device (HFT_RUNS_PER_DEVICE per device), started warm now: runs
+    # queued by `hft train --detach`, a notebook or an earlier app session train without a click,
+    # and the first Start finds a worker with torch, the trainer and the quick demo's model loaded
+    mgr = RunManager(RunStore(home)).serve_all()
+    mgr.warm_up()  # this process reads the default data once (the Train page's data check)
     return mgr
-
-
-QUICK_DEMO_MODEL = "tiny:bert"  # the Train page's quick demo (a BERT, like the default MiniLM-L6)
-
-
-def _warm_quick_demo_model(after: threading.Thread | None) -> None:
-    """After the manager's warm-up: build the quick demo's model once, in the background.
-
-    The first model built in a process imports its transformers modeling code (BERT's:
-    ~3 s on an idle 2-core machine, 8-10 s on a busy one) and reads its tokenizer; done
-    here, that no longer sits between the first Start of a fresh app and its first point.
-    Errors are left for the run itself to report."""
-    if after is not None:
-        after.join()  # one import at a time (the trainer's first imports are not thread-safe)
-    try:
-        from hft_core import models
-
-        models.load_model(QUICK_DEMO_MODEL, "classification", 2)
-    except Exception:  # noqa: BLE001 - only a warm-up
-        pass
 
 
 def manager():

@@ -13,3 +13,11 @@ _MODULES = [
 
 for _m in _MODULES:
     importlib.import_module(f"hft_core.strategies.{_m}")
+
+# strategies of your own: modules named in HFT_PLUGINS (comma-separated, importable), each with its
+# register(...) line; the app, the CLI and every worker process import them here
+import os as _os  # noqa: E402
+
+for _m in (n.strip() for n in _os.environ.get("HFT_PLUGINS", "").split(",")):
+    if _m:
+        importlib.import_module(_m)
