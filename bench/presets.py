@@ -5,8 +5,10 @@
     python bench/presets.py --seeds 3,4,5          # the held-out seeds: check a design without changing it
     python bench/presets.py --quick                # tiny models, a few steps: checks the plumbing only
 
-For each preset: the key metric per variant as mean ± sd over the seeds, the wall time
-of one comparison (all variants, one seed), and whether each expected direction held.
+For each preset: the key metric per variant as mean ± sd over the seeds with its 95%
+t-interval, the wall time of one comparison (all variants, one seed), and each expected
+direction's verdict, paired by seed (hft_core.stats): held with confidence / held on the
+mean / did not hold; a --quick run is "not judged (quick check)".
 The last line is a summary. Runs go to a store in $HFT_HOME (or --home), one group per
 preset, so they can be opened on the Compare page afterwards.
 
@@ -24,7 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hft_core import comparison as C  # noqa: E402
 from hft_core import presets as P  # noqa: E402
+from hft_core import stats  # noqa: E402
 
 
 def fmt(mean: float, sd: float, metric: str) -> str:
@@ -46,7 +50,9 @@ def report(outcome: P.Outcome, out=sys.stdout) -> None:
         secs = outcome.seconds.get(label, [])
         took = f"{statistics.fmean(secs):5.0f} s/run" if secs else ""
         metric = p.metric_of(label)  # a pretraining variant reports its own (eval/perplexity)
-        print(f"   {label:{width}}  {metric} = {fmt(mean, sd, metric)}   {took}", file=out)
+        est = stats.mean_interval(values)
+        ci = f"  95% [{C.format_value(est.lo, metric)}, {C.format_value(est.hi, metric)}]" if est.has_interval else ""
+        print(f"   {label:{width}}  {metric} = {fmt(mean, sd, metric)}{ci}   {took}", file=out)
     per_seed = sum(statistics.fmean(s) for s in outcome.seconds.values() if s)
     cpu = sum(statistics.fmean(s) for s in outcome.extra.get("cpu_seconds", {}).values() if s)
     print(f"   one comparison (all variants, one seed): {per_seed:.0f} s wall, {cpu:.0f} s CPU "
@@ -56,18 +62,19 @@ def report(outcome: P.Outcome, out=sys.stdout) -> None:
         print(f"   sample answers, {label} (seed {outcome.preset.seeds[0]}):", file=out)
         for line in lines:
             print(f"     {line[:300]}", file=out)
-    for check, held in outcome.check_results:
-        mark = {True: "held", False: "DID NOT HOLD", None: "not measured"}[held]
+    seeds = [d.n for v in outcome.verdicts for d in v.differences]
+    if seeds:
+        print(f"   checks paired by seed: {stats.method_note('t', seeds)}", file=out)
+        if min(seeds) < stats.MIN_SEEDS:
+            print(f"   warning: {stats.few_seeds_warning(min(seeds))}", file=out)
+    if outcome.quick:
+        print("   quick check (tiny model, a few steps): the plumbing is checked, the lesson is not judged", file=out)
+    for v in outcome.verdicts:
         extra = ""
-        if check.metric != p.metric:
-            per_label = outcome.extra.get("per_label", {})
-            shown = []
-            for label in (check.near or (check.higher, check.lower)):
-                vals = per_label.get(label, {}).get(check.metric, [])
-                if vals:
-                    shown.append(f"{label}: {fmt(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0, check.metric)}")
-            extra = f"  [{'; '.join(shown)}]"
-        print(f"   expected {check.describe()}: {mark}{extra}", file=out)
+        if v.check.metric != p.metric:
+            extra = "  [" + "; ".join(f"{label}: {C.format_estimate(est, v.check.metric)}"
+                                      for label, est in v.estimates.items()) + "]"
+        print(f"   {C.check_line(v)}{extra}", file=out)
 
 
 def seed_list(text: str, own: list[int]) -> list[int]:
@@ -102,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown preset(s) {sorted(unknown)}; have {[p.name for p in P.list_presets()]}", file=sys.stderr)
         return 2
     store = RunStore()
-    held = failed = unmeasured = 0
+    counts: dict[str, int] = {}
     t0 = time.time()
     for p in chosen:
         seeds = seed_list(args.seeds, p.seeds)
@@ -111,17 +118,16 @@ def main(argv: list[str] | None = None) -> int:
                                         log=lambda m: print(f"   . {m}", flush=True))
         except Exception as e:  # report and go on with the next preset
             print(f"\n== {p.name}: FAILED: {type(e).__name__}: {e}", flush=True)
-            unmeasured += len(p.checks)
+            counts[stats.NOT_MEASURABLE] = counts.get(stats.NOT_MEASURABLE, 0) + len(p.checks)
             continue
         report(outcome)
         sys.stdout.flush()
-        for _, h in outcome.check_results:
-            held += h is True
-            failed += h is False
-            unmeasured += h is None
+        for word, n in C.verdict_counts(outcome.verdicts).items():
+            counts[word] = counts.get(word, 0) + n
     store.close()
-    print(f"\nsummary: {len(chosen)} preset(s), {held} expected direction(s) held, {failed} did not, "
-          f"{unmeasured} not measured; {time.time() - t0:.0f} s{' (quick mode: numbers meaningless)' if args.quick else ''}")
+    shown = ", ".join(f"{counts[w]} {w}" for w in stats.VERDICTS if counts.get(w)) or "no checks"
+    print(f"\nsummary: {len(chosen)} preset(s), expected directions: {shown}; {time.time() - t0:.0f} s"
+          f"{' (quick mode: numbers meaningless, lessons not judged)' if args.quick else ''}")
     return 0
 
 

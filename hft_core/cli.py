@@ -1,4 +1,4 @@
-"""hft (= python -m hft_core) train|stop|queue|worker|preset|search|list|export|delete|merge
+"""hft (= python -m hft_core) train|stop|queue|worker|preset|search|list|compare|export|delete|merge
 
     hft train --config presets/finetune.yaml --set lr=3e-4 --set mix.blend.alpha=0.5
     hft train --set model=tiny:bert --set max_steps=20       # queue it, wait its turn, train it here
@@ -12,6 +12,7 @@
     hft search --config presets/search/lr_alpha_beta.yaml --trials 12 --pruner median   # an Optuna study
     hft search --config search.yaml --backend ray --address auto    # each trial a task on a Ray cluster
     hft list
+    hft compare finetune_vs_scratch-1126-101500              # means with 95% intervals, paired differences
     hft export r-3f9a2c --format csv --out ./export
     hft merge wise-ft --a bundled:minilm-l6 --b run:r-3f9a2c
 
@@ -219,17 +220,88 @@ def cmd_preset(args: argparse.Namespace) -> int:
                                     log=lambda m: print(m, file=sys.stderr))
     else:
         outcome = run_preset_here(preset, seeds, quick=args.quick, log=lambda m: print(m, file=sys.stderr))
-    print(f"\n{preset.title} ({preset.metric}, mean ± sd over {len(seeds or [0])} seed(s))")
-    for label in outcome.values:
-        mean, sd = outcome.mean_sd(label)
-        print(f"  {label:32} {mean:.4f} ± {sd:.4f}")
-    for check, held in outcome.check_results:
-        print(f"  expected: {check.describe()}: {'held' if held else 'did NOT hold' if held is False else 'not measurable'}")
+    _print_preset_outcome(outcome)
     print(f"open the group {outcome.extra.get('group')!r} on the Compare page to see the curves")
     failed = outcome.extra.get("failed") or {}
     for run_id, what in failed.items():
         print(f"error: run {run_id} did not finish: {what}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _print_preset_outcome(outcome) -> None:
+    """A preset's result in the terminal: each variant with its 95% interval, then each check's verdict."""
+    from hft_core import comparison
+    from hft_core.comparison import check_line
+
+    preset = outcome.preset
+    ids = [rid for ids in outcome.extra.get("run_ids", {}).values() for rid in ids]
+    print(f"\n{preset.title}")
+    if ids:
+        from hft_core.store import RunStore
+
+        cmp = comparison.compare_runs(RunStore(), ids, preset=preset)
+        for line in cmp.lines():
+            print(f"  {line}")
+    if outcome.quick:
+        print("  quick check (tiny model, a few steps): the plumbing is checked, the lesson is not judged")
+    for v in outcome.verdicts:
+        print(f"  {check_line(v)}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """`hft compare GROUP` or `hft compare RUN_ID ...`: means with intervals and paired differences."""
+    from hft_core import comparison, presets
+    from hft_core.store import RunStore
+
+    if not 0 < args.confidence < 1:
+        raise ConfigError(f"--confidence {args.confidence!r}: give a level between 0 and 1, e.g. 0.95")
+    store = RunStore()
+    group, run_ids, preset = _runs_of(store, args.runs)
+    cmp = comparison.compare_runs(store, run_ids, args.metric, preset=preset, method=args.method,
+                                  confidence=args.confidence)
+    print((f"group {group!r}: " if group else "") + f"{len(run_ids)} run(s)"
+          + (f"; preset {preset.name}: {preset.question}" if preset else ""))
+    for line in cmp.lines():
+        print(line)
+    if preset is not None:
+        verdicts = presets.judge_group(store, group, preset)
+        if verdicts:
+            print("checks (on each check's own metric):")
+        for v in verdicts:
+            print(f"  {comparison.check_line(v)}")
+    return 0 if cmp.variants else 1
+
+
+def _runs_of(store, names: Sequence[str]) -> tuple[str, list[str], object]:
+    """A group name or run ids -> (the group or "", run ids oldest first, the group's preset or None)."""
+    from hft_core import presets
+
+    if len(names) == 1 and names[0] in store.groups():
+        group = names[0]
+        runs = [r.id for r in reversed(store.list_runs(group=group))]  # oldest first: the queue's order
+        name = presets.preset_of_group(group)
+        known = {p.name for p in presets.list_presets()}
+        return group, runs, (presets.load_preset(name) if name in known else None)
+    for rid in names:
+        if len(names) == 1 and not rid.startswith("r-"):
+            raise ConfigError(f"no group {rid!r} in {store.path}; groups: {store.groups()[:10]} "
+                              f"(or give run ids, as `hft list` shows them)")
+        store.get_run(rid)  # an unknown id: "no run 'x' in ...; `hft list` shows the runs there"
+    return "", list(names), None
+
+
+def _add_compare_parser(sub) -> None:
+    from hft_core import stats
+
+    c = sub.add_parser("compare", help="a group's (or some runs') final metric per variant with 95% intervals, "
+                       "and paired differences between variants")
+    c.add_argument("runs", nargs="+", metavar="GROUP_OR_RUN_ID",
+                   help="a group name (e.g. a preset's: finetune_vs_scratch-1126-101500) or run ids")
+    c.add_argument("--metric", default="", help="which final metric (default: the preset's, else eval/accuracy)")
+    c.add_argument("--method", choices=sorted(stats.METHODS), default="t",
+                   help="t: Student's t interval over seeds (default); bootstrap: percentile bootstrap (10+ seeds)")
+    c.add_argument("--confidence", type=float, default=stats.CONFIDENCE, help="interval level (default 0.95)")
+    c.set_defaults(fn=cmd_compare)
 
 
 def _seed_list(text: str) -> list[int]:
@@ -451,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("delete", help="delete a run: rows and checkpoint folder")
     d.add_argument("run_id")
     d.set_defaults(fn=cmd_delete)
+    _add_compare_parser(sub)
     from hft_core import merge
 
     merge.add_parser(sub)

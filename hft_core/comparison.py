@@ -251,3 +251,25 @@ def compare_runs(store: Any, run_ids: Iterable[str], metric: str = "", *, preset
     if preset is None and variants and all(len(v.values) == 1 for v in variants) and len(variants) > 1:
         notes.append("every variant has one seed: the differences are single measurements, with no interval")
     return Comparison(metric, method, confidence, variants, estimates, diffs, notes)
+
+
+# ---- a preset's checks as text ------------------------------------------------------------------
+
+def check_line(v: Any) -> str:
+    """One judged check (``presets.CheckVerdict``) as a line: what was expected, the verdict, the evidence.
+
+    'expected alpha 1 > alpha 0.5 on eval/accuracy: held on the mean (alpha 1 − alpha 0.5: +16.0 points
+    [-2.1, +34.1], held on 3/3 seeds)'
+    """
+    evidence = "; ".join(difference_line(d, v.check.metric, v.expect, v.check.tol) for d in v.differences)
+    if v.missing:
+        evidence = "no finished run of " + ", ".join(v.missing)
+    if v.verdict == stats.NOT_JUDGED_QUICK:  # a few steps of a tiny model: its numbers are no evidence
+        evidence = ""
+    return f"expected {v.check.describe()}: {v.verdict}" + (f" ({evidence})" if evidence else "")
+
+
+def verdict_counts(verdicts: Iterable[Any]) -> dict[str, int]:
+    """How many checks got each verdict, in ``stats.VERDICTS`` order (zeros left out)."""
+    found = [v.verdict for v in verdicts]
+    return {word: found.count(word) for word in stats.VERDICTS if found.count(word)}

@@ -102,3 +102,48 @@ def test_many_variants_are_each_compared_with_the_best():
     pairs = C.pairs_of(variants, est)
     assert pairs == [("v7", f"v{i}") for i in range(6, -1, -1)]
     assert len(C.pairs_of(variants[:4], est)) == 6  # every pair of 4
+
+
+# ---- `hft compare` ---------------------------------------------------------------------------------
+
+def preset_group(store: RunStore, group: str, values: dict[str, tuple[float, ...]]) -> None:
+    for label, accs in values.items():
+        variant = next(v for v in PRESET.variants if v.label == label)
+        for seed, acc in enumerate(accs):
+            add(store, P.variant_config(PRESET, variant, seed, group=group), label, {"eval/accuracy": acc}, group=group)
+
+
+def test_hft_compare_prints_the_table_and_the_verdicts(store, capsys):
+    from hft_core.cli import main
+
+    group = "finetune_vs_scratch-1126-101500"
+    values = {A1: (0.925, 0.90, 0.95), A05: (0.80, 0.81, 0.70), A0: (0.20, 0.18, 0.21)}
+    preset_group(store, group, values)
+    assert main(["compare", group]) == 0
+    out = capsys.readouterr().out
+    cmp = C.compare_runs(store, [r.id for r in store.list_runs(group=group)], preset=PRESET)
+    for line in cmp.lines():
+        assert line in out
+    d = S.paired_difference(dict(enumerate(values[A1])), dict(enumerate(values[A05])), labels=(A1, A05))
+    assert f"expected {A1} > {A05} on eval/accuracy: held on the mean ({C.difference_line(d, 'eval/accuracy', 'higher')})" \
+        in out  # +15.5 points on average, held on 3/3 seeds, but the interval reaches below 0
+    assert f"expected {A05} > {A0} on eval/accuracy: held with confidence" in out
+    assert "92.5% [" in out and "95% t-interval" in out and "3 seeds" in out
+
+    ids = [r.id for r in store.list_runs(group=group) if r.name in (A1, A0)]
+    assert main(["compare", *ids, "--method", "bootstrap"]) == 0
+    out = capsys.readouterr().out
+    assert "percentile bootstrap" in out and "3 seeds" in out  # run ids: grouped by config, seed left out
+    assert f"{A1} − {A0}: +72.8 points [" in out and "higher on 3/3 seeds" in out
+
+
+def test_hft_compare_bad_input_says_what_to_do(store, capsys):
+    from hft_core.cli import main
+
+    assert main(["compare", "no-such-group"]) == 2
+    assert "no group 'no-such-group'" in capsys.readouterr().err
+    assert main(["compare", "r-000000", "r-000001"]) == 2
+    assert "no run 'r-000000'" in capsys.readouterr().err
+    preset_group(store, "finetune_vs_scratch-1126-101500", {A1: (0.9,)})
+    assert main(["compare", "finetune_vs_scratch-1126-101500", "--confidence", "95"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err

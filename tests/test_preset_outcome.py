@@ -183,3 +183,36 @@ def test_panel_shows_intervals_and_paired_differences(store, tmp_path):
     assert "3 runs" in table["means"][0] and "92.5% [" in table["means"][0]
     notes = " ".join(c.value for c in at.caption)
     assert "3 seeds" in notes and "seed: no interval" not in notes
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_presets", ROOT / "bench" / "presets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_prints_the_same_verdicts(store):
+    import io
+
+    group = "finetune_vs_scratch-1126-160000"
+    three_seeds(store, group, {A1: (0.90, 0.92, 0.70), A05: (0.80, 0.81, 0.75), A0: (0.20, 0.19, 0.21)})
+    outcome = P.outcome_of(PRESET, store, [r.id for r in store.list_runs(group=group)], group)
+    out = io.StringIO()
+    _bench().report(outcome, out=out)
+    text = out.getvalue()
+    assert (f"expected {A1} > {A05} on eval/accuracy: held on the mean ({A1} − {A05}: +5.3 points [-16.9, +27.6], "
+            "held on 2/3 seeds)") in text
+    assert f"expected {A05} > {A0} on eval/accuracy: held with confidence" in text
+    assert "checks paired by seed: 95% t-interval" in text and "warning" not in text
+
+    quick = "finetune_vs_scratch-1126-170000"
+    three_seeds(store, quick, {A1: (0.9,), A05: (0.5,), A0: (0.1,)}, quick=True)
+    outcome = P.outcome_of(PRESET, store, [r.id for r in store.list_runs(group=quick)], quick)
+    out = io.StringIO()
+    _bench().report(outcome, out=out)
+    text = out.getvalue()
+    assert text.count(": not judged (quick check)") == 2 and "held" not in text.replace("not judged", "")
+    assert "warning: 1 seed: no interval" in text
