@@ -2,8 +2,9 @@
 
 Stable colours per run, debiased-EMA smoothing with the raw curve kept faint, log
 scale, x as step / wall time / tokens seen, seeds of one config drawn as mean and
-band, paired deltas against a baseline at the same step, final metrics, the config
-fields that differ, and the curves as CSV and the chart as HTML.
+band, paired deltas against a baseline at the same step, each variant's final value
+with a 95% interval over seeds and paired differences (ui.comparison_view), final
+metrics, the config fields that differ, and the curves as CSV and the chart as HTML.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import streamlit as st
 
 from hft_core import charts
 from hft_core.store import DONE_STATUSES
-from ui import live_feed
+from ui import comparison_view, live_feed
 from ui import state as ui_state
 from ui.live_chart import live_charts
 
@@ -46,6 +47,9 @@ def _pick_group() -> None:
     g = ss.get("compare.group")
     if g:
         ss["compare.runs"] = [r.id for r in store.list_runs(group=g)]
+        preset = comparison_view.preset_of(g)
+        if preset is not None:  # a preset's group: its key metric, the one its checks and table are about
+            ss["compare.metric"] = preset.metric
 
 
 left, right = st.columns([1, 3], vertical_alignment="bottom")
@@ -163,8 +167,11 @@ if study_view.has_studies(store.home):
     with st.expander("Search studies: best so far, parameters, importance, the trials' curves", expanded=True):
         study_view.render_study_view(store, ss.get("compare.group") or "")
 
-tab_final, tab_diff, tab_export = st.tabs(["Final metrics", "Config diff", "Export"])
+tab_seeds, tab_final, tab_diff, tab_export = st.tabs(["Over seeds: means, intervals, differences", "Final metrics",
+                                                      "Config diff", "Export"])
 df = ss.get("compare.last_df")
+with tab_seeds:
+    comparison_view.render_comparison(store, ss["compare.runs"], ss["compare.metric"], ss.get("compare.group") or "")
 with tab_final:
     table = charts.final_metrics_table(df, labels)
     st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4g")

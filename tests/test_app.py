@@ -429,7 +429,10 @@ def test_compare_two_runs_renders_chart_deltas_and_diff(lab):
     # the two configs differ only by seed: a seed group, drawn as mean + band
     at.toggle(key="compare.seeds").set_value(True).run()
     assert not at.exception, at.exception
-    assert len(at.dataframe) == 2  # final metrics + config diff
+    assert len(at.dataframe) == 3  # means over seeds + final metrics + config diff
+    means = at.dataframe[0].value  # one variant (the configs differ only by seed), two seeds: warned
+    assert list(means["variant"]) == ["seeded 0 (+1 seeds)"] and list(means["seeds"]) == [2]
+    assert any("Only 2 seeds" in w.value for w in at.warning)
 
 
 def test_compare_by_group(lab):

@@ -147,3 +147,49 @@ def test_hft_compare_bad_input_says_what_to_do(store, capsys):
     preset_group(store, "finetune_vs_scratch-1126-101500", {A1: (0.9,)})
     assert main(["compare", "finetune_vs_scratch-1126-101500", "--confidence", "95"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+# ---- the Compare page (AppTest) ---------------------------------------------------------------------
+
+def test_compare_page_shows_means_with_intervals_and_paired_differences(store):
+    from streamlit.testing.v1 import AppTest
+
+    from hft_core.runs import RunManager
+    from ui.state import MANAGER_KEY
+
+    group = "finetune_vs_scratch-1126-101500"
+    values = {A1: (0.925, 0.90, 0.95), A05: (0.74, 0.72, 0.77), A0: (0.20, 0.18, 0.21)}
+    preset_group(store, group, values)
+    mgr = RunManager(store, train_fn=lambda *a, **k: None)
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+        at.session_state[MANAGER_KEY] = mgr
+        at.run()
+        at.switch_page("pages/compare.py").run()
+        assert not at.exception, at.exception
+        at.selectbox(key="compare.group").set_value(group).run()
+        assert not at.exception, at.exception
+        assert at.session_state["compare.metric"] == "eval/accuracy"
+        means = next(d.value for d in at.dataframe if "variant" in d.value)
+        diffs = next(d.value for d in at.dataframe if "difference" in d.value and "higher on" in d.value)
+        cmp = C.compare_runs(store, [r.id for r in store.list_runs(group=group)], preset=PRESET)
+        assert list(means["variant"]) == [A1, A05, A0]
+        assert list(means["mean [95% interval]"]) == [C.format_estimate(cmp.estimates[v], "eval/accuracy")
+                                                      for v in (A1, A05, A0)]
+        assert means["mean [95% interval]"][0].startswith("92.5% [")
+        ref = sps.ttest_rel(values[A1], values[A05]).confidence_interval(0.95)
+        assert diffs["difference"][0] == f"{A1} − {A05}"
+        assert diffs["mean [95% interval]"][0] == (f"+{100 * (np.mean(values[A1]) - np.mean(values[A05])):.1f} points "
+                                                   f"[+{100 * ref.low:.1f}, +{100 * ref.high:.1f}]")
+        assert list(diffs["higher on"]) == ["3/3 seeds"] * 3
+        captions = " ".join(c.value for c in at.caption)
+        assert "95% t-interval" in captions and "3 seeds" in captions
+        assert not at.warning  # 3 seeds: no warning
+
+        one = [r.id for r in store.list_runs(group=group) if r.seed == 0]  # one seed of each: warned
+        at.session_state["compare.runs"] = one
+        at.run()
+        assert not at.exception, at.exception
+        assert any("1 seed: no interval" in w.value for w in at.warning)
+    finally:
+        mgr.shutdown()
