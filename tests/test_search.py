@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import optuna
 import pandas as pd
 import pytest
 import yaml
@@ -24,7 +25,6 @@ from hft_core import cli
 from hft_core import search as S
 from hft_core.store import RunStore
 
-optuna = pytest.importorskip("optuna")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -256,32 +256,48 @@ def fake_spec(name: str = "fake", **kw) -> S.SearchSpec:
     return S.parse_search(doc, name=name)
 
 
-def test_a_user_stop_fails_its_trial_and_the_study_goes_on(home, monkeypatch):
-    monkeypatch.setenv("FAKE_STEP_S", "0.05")
+def test_a_user_stop_fails_its_trial_and_the_study_goes_on(home):
+    """A user stops the first trial while it trains (Stop on Live: a stop request in the store). In
+    lockstep, not a race: the first trial trains a step, then waits for the stop (as a long run would
+    still be training); the user asks for it once that step is trained."""
     store = RunStore(home)
     spec = fake_spec("user-stop")
     ended = []
-    stopped = []
+    first: dict = {}                 # the first trial's run id, once it has trained a step
+    trained = threading.Event()
+    errors: list[BaseException] = []
 
     def on_trial(info):
         ended.append(info)
 
-    def stop_the_first_running():
-        rec = wait_until(lambda: next(iter(store.list_runs(group="user-stop", status="running")), None),
-                         what="a trial to start")
-        wait_until(lambda: not store.metrics(rec.id, names=["loss"]).empty, what="its first step")
-        store.request_stop(rec.id, "Stop on Live")
-        stopped.append(rec.id)
+    def train_fn(cfg, sink=None, stop=None, out_dir=None, resume=False):
+        if first:  # the other trials: the fake trainer as it is
+            return fake_train(cfg, sink=sink, stop=stop, out_dir=out_dir, resume=resume)
+        first["run_id"] = Path(out_dir).name
+        sink.log(1, {"loss": 1.0})
+        trained.set()
+        assert stop.wait(60), "the user's stop request never reached the first trial's trainer"
+        return SimpleNamespace(status="stopped", checkpoint=None)
 
-    t = threading.Thread(target=stop_the_first_running)
-    t.start()
-    result = S.run_search(spec, trials=3, store=store, train_fn=fake_train, on_trial=on_trial)
-    t.join()
+    def user_stops_the_first_trial():
+        try:
+            assert trained.wait(60), "the first trial never trained a step"
+            assert store.get_run(first["run_id"]).status == "running"
+            assert store.request_stop(first["run_id"], "Stop on Live") == "requested"
+        except BaseException as e:  # raised in the main thread below
+            errors.append(e)
+
+    user = threading.Thread(target=user_stops_the_first_trial)
+    user.start()
+    result = S.run_search(spec, trials=3, store=store, train_fn=train_fn, on_trial=on_trial)
+    user.join(timeout=60)
+    assert not user.is_alive() and not errors, errors
+    stopped = first["run_id"]
     states = {i.run_id: i for i in result.trials}
-    assert states[stopped[0]].state == "FAIL" and "stopped by a user while training (Stop on Live)" in \
-        states[stopped[0]].reason
+    assert states[stopped].state == "FAIL" and "stopped by a user while training (Stop on Live)" in \
+        states[stopped].reason
     assert [i.state for i in result.trials].count("COMPLETE") == 2 and len(ended) == 3
-    assert store.get_run(stopped[0]).status == "stopped"   # the run itself is stopped, resumable
+    assert store.get_run(stopped).status == "stopped"   # the run itself is stopped, resumable
     store.close()
 
 
@@ -334,7 +350,8 @@ def test_trials_left_running_by_a_dead_driver_are_settled_at_the_next_start(home
         trial = study.ask()
         trial.suggest_float("lr", 0.01, 0.45)
         trial.set_user_attr("run_id", run_id)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          timeout=60)
     study.set_user_attr("hft_driver", {"pid": int(dead.stdout), "host": socket.gethostname(), "start": None,
                                        "thread": 1, "beat": time.time()})
     notes = []
