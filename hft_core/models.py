@@ -251,6 +251,12 @@ def resolve_path(source: str) -> str:
                              f"looked in {path}")
         return str(path)
     path = Path(src.ref).expanduser().absolute()
+    if path.is_file():
+        inside = path.parent if (path.parent / "config.json").is_file() else None
+        raise ModelError(f"model {src.ref!r} is a file ({path}), not a model folder: a model folder holds config.json "
+                         "and the weights (model.safetensors), plus the tokenizer files, as written by "
+                         "save_pretrained; " + (f"give the folder it is in, {inside}" if inside else
+                                                "give such a folder, or a bundled model such as bundled:minilm-l6"))
     if not path.is_dir():
         raise ModelError(f"model folder {src.ref!r} does not exist ({path}); give the path of a folder written by "
                          "save_pretrained, or a bundled model such as bundled:minilm-l6")

@@ -24,6 +24,7 @@ Targets (``target_modules``):
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 from torch import nn
@@ -112,7 +113,11 @@ def wrap_lora(model: nn.Module, *, r: int, alpha: float, dropout: float, target_
     is_gpt2 = getattr(getattr(model, "config", None), "model_type", "") == "gpt2"
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
                         modules_to_save=heads or None, fan_in_fan_out=is_gpt2, bias="none")
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft 0.21 reads model.is_gradient_checkpointing, which transformers 5 deprecated (FutureWarning on
+        # every LoRA run, in the user's terminal); the lab never turns checkpointing on. Only that warning is hidden.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        peft_model = get_peft_model(model, config)
     for n, p in peft_model.named_parameters():
         if anatomy.ATTACHED_PREFIX in n:
             p.requires_grad_(True)  # e.g. the auxiliary LM head another strategy attached
