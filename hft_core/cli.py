@@ -1,4 +1,4 @@
-"""hft (= python -m hft_core) train|stop|queue|worker|preset|search|list|compare|export|delete|merge
+"""hft (= python -m hft_core) train|stop|queue|worker|preset|search|list|compare|report|export|delete|merge
 
     hft train --config presets/finetune.yaml --set lr=3e-4 --set mix.blend.alpha=0.5
     hft train --set model=tiny:bert --set max_steps=20       # queue it, wait its turn, train it here
@@ -13,6 +13,7 @@
     hft search --config search.yaml --backend ray --address auto    # each trial a task on a Ray cluster
     hft list
     hft compare finetune_vs_scratch-1126-101500              # means with 95% intervals, paired differences
+    hft report finetune_vs_scratch-1126-101500 -o report.html   # the same, with curves, in one HTML file
     hft export r-3f9a2c --format csv --out ./export
     hft merge wise-ft --a bundled:minilm-l6 --b run:r-3f9a2c
 
@@ -275,19 +276,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _runs_of(store, names: Sequence[str]) -> tuple[str, list[str], object]:
     """A group name or run ids -> (the group or "", run ids oldest first, the group's preset or None)."""
     from hft_core import presets
+    from hft_core.comparison import runs_of
 
-    if len(names) == 1 and names[0] in store.groups():
-        group = names[0]
-        runs = [r.id for r in reversed(store.list_runs(group=group))]  # oldest first: the queue's order
-        name = presets.preset_of_group(group)
-        known = {p.name for p in presets.list_presets()}
-        return group, runs, (presets.load_preset(name) if name in known else None)
-    for rid in names:
-        if len(names) == 1 and not rid.startswith("r-"):
-            raise ConfigError(f"no group {rid!r} in {store.path}; groups: {store.groups()[:10]} "
-                              f"(or give run ids, as `hft list` shows them)")
-        store.get_run(rid)  # an unknown id: "no run 'x' in ...; `hft list` shows the runs there"
-    return "", list(names), None
+    group, runs = runs_of(store, names)
+    name = presets.preset_of_group(group)
+    known = {p.name for p in presets.list_presets()}
+    return group, runs, (presets.load_preset(name) if name in known else None)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`hft report GROUP -o report.html`: one self-contained HTML file (charts, table, verdicts, environment)."""
+    from hft_core.report import write_report
+    from hft_core.store import RunStore
+
+    path = write_report(RunStore(), args.runs, args.out, metric=args.metric)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; opens offline in any browser)")
+    return 0
 
 
 def _add_compare_parser(sub) -> None:
@@ -302,6 +306,12 @@ def _add_compare_parser(sub) -> None:
                    help="t: Student's t interval over seeds (default); bootstrap: percentile bootstrap (10+ seeds)")
     c.add_argument("--confidence", type=float, default=stats.CONFIDENCE, help="interval level (default 0.95)")
     c.set_defaults(fn=cmd_compare)
+    r = sub.add_parser("report", help="one self-contained HTML file of a group or runs: curves, the table of "
+                       "`hft compare`, a preset's verdicts, config diff, environment")
+    r.add_argument("runs", nargs="+", metavar="GROUP_OR_RUN_ID", help="a group name or run ids")
+    r.add_argument("-o", "--out", default="report.html", help="the file to write (default report.html)")
+    r.add_argument("--metric", default="", help="the table's metric (default: the preset's, else eval/accuracy)")
+    r.set_defaults(fn=cmd_report)
 
 
 def _seed_list(text: str) -> list[int]:

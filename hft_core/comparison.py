@@ -152,6 +152,26 @@ class Comparison:
         return out
 
 
+def runs_of(store: Any, names: Sequence[str]) -> tuple[str, list[str]]:
+    """A group name or run ids -> (the group or "", run ids; a group's oldest first, the queue's order).
+
+    Unknown names raise, saying where the lab looked and what it has.
+    """
+    from hft_core.config import ConfigError
+
+    names = list(names)
+    if not names:
+        raise ConfigError("give a group name or run ids (`hft list` shows both)")
+    if len(names) == 1 and names[0] in store.groups():
+        return names[0], [r.id for r in reversed(store.list_runs(group=names[0]))]
+    for rid in names:
+        if len(names) == 1 and not rid.startswith("r-"):
+            raise ConfigError(f"no group {rid!r} in {store.path}; groups: {store.groups()[:10]} "
+                              "(or give run ids, as `hft list` shows them)")
+        store.get_run(rid)  # an unknown id: "no run 'x' in ...; `hft list` shows the runs there"
+    return "", names
+
+
 def _config_key(config: Mapping[str, Any]) -> str:
     flat = flatten_config(config)
     return repr(sorted((k, repr(v)) for k, v in flat.items() if k not in SEED_IGNORED))
@@ -242,6 +262,8 @@ def compare_runs(store: Any, run_ids: Iterable[str], metric: str = "", *, preset
         variants, notes = preset_variants(preset, store, run_ids, metric)
     else:
         variants, notes = variants_of(store, run_ids, metric)
+    for v in variants:  # by seed: the same numbers whatever order the runs came in (sums in floating point)
+        v.values = dict(sorted(v.values.items()))
     estimates = {v.label: stats.mean_interval(v.values.values(), confidence, method) for v in variants}
     values = {v.label: v.values for v in variants}
     diffs = [stats.paired_difference(values[a], values[b], confidence, method, labels=(a, b))

@@ -584,7 +584,8 @@ def judge_paired(preset: Preset, per_seed: Mapping[str, Mapping[str, Mapping[int
         missing = tuple(label for label, v in values.items() if not v)
         means = {label: statistics.fmean(v.values()) for label, v in values.items() if v}
         held = None if missing else check.holds(means)
-        estimates = {label: stats.mean_interval(v.values(), confidence, method) for label, v in values.items() if v}
+        estimates = {label: stats.mean_interval([v[s] for s in sorted(v)], confidence, method)
+                     for label, v in values.items() if v}
         pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
         diffs = tuple(stats.paired_difference(values[a], values[b], confidence, method, labels=(a, b))
                       for a, b in pairs) if not missing else ()

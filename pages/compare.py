@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from hft_core import charts
+from hft_core import charts, report
 from hft_core.store import DONE_STATUSES
 from ui import comparison_view, live_feed
 from ui import state as ui_state
@@ -185,12 +185,17 @@ with tab_diff:
         st.dataframe(diff, column_config={"field": st.column_config.TextColumn(width="medium")})
 with tab_export:
     fig = ss.get("compare.last_fig")
-    e1, e2 = st.columns(2)
+    e1, e2, e3 = st.columns(3)
     e1.download_button("Curves as CSV (all metrics of these runs)", lambda: charts.curves_csv(df, labels),
                        file_name="curves.csv", mime="text/csv", icon=":material/download:", on_click="ignore")
     if fig is not None:
         e2.download_button("Chart as HTML (interactive, opens offline)", lambda: charts.figure_html(fig),
                            file_name=f"{ss['compare.metric'].replace('/', '_')}.html", mime="text/html",
                            icon=":material/download:", on_click="ignore")
+    e3.download_button("Report (one HTML file: curves, intervals, config diff, environment)",
+                       lambda: report.build_report(store, ss["compare.runs"], group=ss.get("compare.group") or "",
+                                                   metric=ss["compare.metric"]),
+                       file_name=f"{ss.get('compare.group') or 'runs'}-report.html", mime="text/html",
+                       icon=":material/download:", on_click="ignore", key="compare.report")
     st.caption("PNG: use the camera icon in the chart's toolbar (server-side PNG export needs kaleido, which is "
                "not installed).")

@@ -185,6 +185,9 @@ def test_compare_page_shows_means_with_intervals_and_paired_differences(store):
         captions = " ".join(c.value for c in at.caption)
         assert "95% t-interval" in captions and "3 seeds" in captions
         assert not at.warning  # 3 seeds: no warning
+        buttons = [b.proto.label for b in at.get("download_button")]
+        assert "Report of this group (one HTML file)" in buttons  # the preset's outcome panel
+        assert any(b.startswith("Report (one HTML file") for b in buttons)  # the Export tab
 
         one = [r.id for r in store.list_runs(group=group) if r.seed == 0]  # one seed of each: warned
         at.session_state["compare.runs"] = one
