@@ -1,9 +1,14 @@
 """Browser tests: the real app (`streamlit run app.py`) in Debian's Chromium via Playwright.
 
 One app server per test module, on a free port, with its own temp HFT_HOME and
-HFT_OFFLINE=1; a fresh page (= a fresh Streamlit session) per test at 1280x800.
-Screenshots go to artifacts/screenshots/ (gitignored). Skipped when there is no
-Chromium at /usr/bin/chromium (never `playwright install`).
+HFT_OFFLINE=1 (a server takes seconds to start, so it is shared by the module's tests); before
+each test its store is emptied (``fresh_home``: every study and run stopped and deleted), so each
+test starts from the state it sets up, whatever ran before it; then a fresh page (= a fresh
+Streamlit session) at 1280x800. Screenshots go to artifacts/screenshots/ (gitignored).
+
+Chromium at /usr/bin/chromium and the playwright package are required: `bash run.sh setup`
+installs both (never `playwright install`); without them every browser test fails, saying so.
+`.ci/run` checks the same condition through ``missing_browser()``.
 """
 from __future__ import annotations
 
@@ -25,6 +30,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 
+INSTALL = "`bash run.sh setup` installs it (Debian's chromium package; playwright from requirements.txt)"
+RESET_TIMEOUT_S = 120  # emptying the store: active runs end within a poll and a checkpoint, generous on 2 busy cores
+
+
+def missing_browser() -> str | None:
+    """Why the browser tests cannot run here (None when they can): the one check, also used by .ci/run."""
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM}: {INSTALL}"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as e:
+        return f"the playwright package cannot be imported ({e}): {INSTALL}"
+    return None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -34,9 +54,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
     """Base URL of a running app; its HFT_HOME is ``app_server.home``."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    pytest.importorskip("playwright")
+    why = missing_browser()
+    if why:
+        pytest.fail(why, pytrace=False)
     home = tmp_path_factory.mktemp("e2e_home")
     port = _free_port()
     env = {**os.environ, "HFT_HOME": str(home), "HFT_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -73,6 +93,61 @@ def app_server(tmp_path_factory):
     log.close()
 
 
+def _until(cond, what: str, deadline: float) -> None:
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError(f"resetting the e2e store: timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def reset_home(home: Path, timeout: float = RESET_TIMEOUT_S) -> None:
+    """Empty the store of ``home`` through the library's own API, as a user could: stop every study's
+    driver (it would queue new trials), stop or cancel every queued and running run, wait until they
+    ended, then delete the runs (rows and folders) and the studies. Uploads and the model cache stay:
+    they are content-addressed, so no test sees another's state through them."""
+    from hft_core.store import RunStore, StoreError
+
+    deadline = time.time() + timeout
+    studies = []
+    if (home / "studies.sqlite").exists():
+        from hft_core import search
+
+        studies = search.study_names(home)
+        for name in studies:
+            search.request_study_stop(name, home=home, reason="e2e: a fresh store for the next test")
+        _until(lambda: all(search.study_driver(n, home=home) is None for n in studies), "the study drivers to end",
+               deadline)
+    with RunStore(home) as store:
+        def all_ended() -> bool:  # asked again on each look: a run queued meanwhile (a preset's next job) too
+            store.mark_interrupted()  # a run whose process died is not "running": it shows interrupted
+            active = store.list_runs(status=["queued", "running"])
+            for rec in active:
+                try:
+                    store.request_stop(rec.id, "e2e: a fresh store for the next test")  # again: a no-op
+                except StoreError:  # it ended meanwhile, or its process is gone
+                    pass
+            return not active
+
+        _until(all_ended, "every run to end", deadline)
+        for rec in store.list_runs():
+            store.delete_run(rec.id)
+        assert store.list_runs() == []
+    if studies:
+        import optuna
+
+        storage = search.open_storage(home)
+        for name in studies:
+            optuna.delete_study(study_name=name, storage=storage)
+        assert search.study_names(home) == []
+
+
+@pytest.fixture
+def fresh_home(app_server):
+    """The app server's HFT_HOME with no runs and no studies, whatever the module's earlier tests left."""
+    reset_home(app_server.home)
+    return app_server.home
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -91,7 +166,7 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def page(browser, app_server, request):
+def page(browser, app_server, fresh_home, request):
     context = browser.new_context(viewport=VIEWPORT)
     pg = context.new_page()
     pg.set_default_timeout(30_000)
