@@ -242,4 +242,4 @@ def test_charts_module_does_not_import_streamlit():
     import subprocess
     import sys
     code = "import sys, hft_core.charts; sys.exit(1 if 'streamlit' in sys.modules else 0)"
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -227,7 +227,8 @@ def test_smollm2_converts_once_and_speaks_english(monkeypatch):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=300)  # about 20 s; generous for a busy 2-core machine
+        assert not t.is_alive(), "converting SmolLM2 took more than 300 s"
     cache = home.cache_dir() / "smollm2-135m"
     assert paths == [str(cache)] * 2 and len(calls) <= 1  # two threads, one conversion (none if cached)
     assert not list(cache.parent.glob("*.tmp-*"))

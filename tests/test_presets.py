@@ -199,7 +199,7 @@ def test_wise_ft_sweep_is_recorded_as_a_run_after_the_fine_tuning(tmp_path, monk
         manager = RunManager(store)
         group, ids = P.submit_preset(manager, preset, quick=True)
         assert len(ids) == 2
-        manager.wait()
+        assert manager.wait(timeout=180), "the quick fine-tuning and its sweep did not end within 180 s"
         sweep = store.get_run(ids[1])
         for _ in range(600):  # the sweep thread starts when the fine-tuning run has finished
             sweep = store.get_run(ids[1])
