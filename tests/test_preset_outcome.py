@@ -181,6 +181,7 @@ def test_panel_shows_intervals_and_paired_differences(store, tmp_path):
     assert table["difference"][0] == (f"{A1} − {A05}: +{100 * d.estimate.mean:.1f} points "
                                       f"[+{100 * d.estimate.lo:.1f}, +{100 * d.estimate.hi:.1f}], held on 3/3 seeds")
     assert "3 runs" in table["means"][0] and "92.5% [" in table["means"][0]
+    assert f"- {table['difference'][0]}" in [line for m in at.markdown for line in m.value.splitlines()]
     notes = " ".join(c.value for c in at.caption)
     assert "3 seeds" in notes and "seed: no interval" not in notes
 

@@ -67,12 +67,13 @@ def render_preset_outcome(preset: P.Preset, store: Any, groups: list[str] | None
     for res in results:
         state = f"{res.finished} of {res.total} runs finished" + (f", {res.active} still to come" if res.active else "")
         st.markdown(f"**Your runs, group `{res.group}`** ({state}): against *{preset.expected}*")
-        st.dataframe(res.rows, hide_index=True, width="stretch",
+        st.dataframe(res.rows, hide_index=True, width="stretch", column_order=("expected", "verdict", "means"),
                      column_config={"expected": st.column_config.TextColumn("expected", width="medium"),
-                                    "verdict": st.column_config.TextColumn("on your runs", width="small"),
-                                    "difference": st.column_config.TextColumn(
-                                        "paired difference [95% interval]", width="large"),
+                                    "verdict": st.column_config.TextColumn("on your runs", width="medium"),
                                     "means": st.column_config.TextColumn("means [95% interval]", width="large")})
+        lines = [r["difference"] for r in res.rows if r["difference"] != "-"]
+        if lines:  # in full, not cut by a table cell: the numbers the verdicts rest on
+            st.markdown("\n".join(f"- {line}" for line in lines))
         st.download_button("Report of this group (one HTML file)", _report_of(store, res.group),
                            file_name=f"{res.group}-report.html", mime="text/html", icon=":material/download:",
                            on_click="ignore", key=f"preset_outcome.report.{res.group}")
