@@ -526,7 +526,8 @@ def judge(preset: Preset, per_label: Mapping[str, Mapping[str, list[float]]]) ->
 
 # ---- a user's own runs of a preset against its expected outcome -------------------------------
 
-GROUP_STAMP = re.compile(r"^(?P<name>.+)-\d{4}-\d{6}$")  # group_name(): "<preset>-MMDD-HHMMSS"
+GROUP_STAMP = re.compile(r"^(?P<name>.+)-\d{4}-\d{6}(-quick)?$")  # group_name(): "<preset>-MMDD-HHMMSS"; the app
+# adds "-quick" to a quick check's group (ui.launch.start_preset)
 
 
 @dataclass(frozen=True)
@@ -602,7 +603,8 @@ def judge_paired(preset: Preset, per_seed: Mapping[str, Mapping[str, Mapping[int
 
 
 def preset_of_group(group: str) -> str:
-    """The preset name in a group made by ``group_name`` ("lora_vs_full-1126-101500" -> "lora_vs_full"), else ""."""
+    """The preset name in a group made by ``group_name`` ("lora_vs_full-1126-101500" -> "lora_vs_full"; a quick
+    check's "lora_vs_full-1126-101500-quick" too), else ""."""
     m = GROUP_STAMP.match(group or "")
     return m.group("name") if m else ""
 

@@ -46,6 +46,8 @@ def add_run(store: RunStore, group: str, label: str, seed: int, acc: float | Non
 def test_group_names_give_their_preset():
     assert P.preset_of_group(P.group_name(PRESET)) == "finetune_vs_scratch"
     assert P.preset_of_group("lora_vs_full-1126-101500") == "lora_vs_full"
+    assert P.preset_of_group("lora_vs_full-1126-101500-quick") == "lora_vs_full"  # the app's quick check
+    assert P.preset_of_group("lora_vs_full-1126-101500-other") == ""
     assert P.preset_of_group("my sweep") == "" and P.preset_of_group("") == ""
 
 
@@ -159,7 +161,7 @@ def test_a_check_holding_on_two_of_three_seeds_is_held_on_the_mean(store):
 
 
 def test_quick_runs_are_not_judged(store):
-    group = "finetune_vs_scratch-1126-140000"
+    group = "finetune_vs_scratch-1126-140000-quick"  # as the app names a quick check's group
     three_seeds(store, group, {A1: (0.9, 0.9, 0.9), A05: (0.5, 0.5, 0.5), A0: (0.9, 0.9, 0.9)}, quick=True)
     verdicts = P.judge_group(store, group)
     assert [v.verdict for v in verdicts] == ["not judged (quick check)"] * 2
@@ -167,6 +169,7 @@ def test_quick_runs_are_not_judged(store):
     assert all(P.is_quick_run(PRESET, r) for r in store.list_runs(group=group))
     rows = outcome_rows(PRESET, store, [group])[0].rows
     assert [r["verdict"] for r in rows] == ["⏭️ not judged (quick check)"] * 2
+    assert P.preset_groups(store, PRESET) == [group]  # the Train page's panel lists it, not judged
 
 
 def test_panel_shows_intervals_and_paired_differences(store, tmp_path):
