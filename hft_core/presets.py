@@ -619,9 +619,10 @@ def judge_group(store: Any, group: str, preset: Preset | None = None) -> list[Ch
 
     Every check of the preset gets a verdict (held with confidence / held on the mean / did not
     hold / not measurable: a label with no finished run, or a metric its runs never logged),
-    with the means and paired differences it was judged on: the same aggregation and the same ``judge_paired`` as the bench (``outcome_of``). Runs still queued,
-    running, failed or stopped are not counted; a group of one seed is judged on that seed (at
-    best "held on the mean": one seed gives no interval); a group of quick runs is not judged.
+    with the means and paired differences it was judged on: the same aggregation and the same
+    ``judge_paired`` as the bench (``outcome_of``). Runs still queued, running, failed or stopped
+    are not counted; a group of one seed is judged on that seed (at best "held on the mean": one
+    seed gives no interval); a group of quick runs is not judged.
     """
     if preset is None:
         name = preset_of_group(group)

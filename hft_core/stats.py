@@ -159,12 +159,13 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float], confidence
     xa = _finite((a[s] for s in common), f"paired_difference {labels[0]!r}")
     xb = _finite((b[s] for s in common), f"paired_difference {labels[1]!r}")
     diffs = xa - xb
-    est = mean_interval(diffs, confidence, "bootstrap" if method == "bootstrap" else "t", seed)
-    if method == "t" and est.method == "t":
+    if method == "t" and len(diffs) >= 2 and not np.all(diffs == diffs[0]):
         from scipy import stats
 
         ci = stats.ttest_rel(xa, xb).confidence_interval(confidence_level=confidence)
-        est = Estimate(est.mean, float(ci.low), float(ci.high), est.n, "t", confidence)
+        est = Estimate(float(np.mean(diffs)), float(ci.low), float(ci.high), len(diffs), "t", confidence)
+    else:  # the bootstrap, or no spread / one seed / none (exact or no interval, as for a mean)
+        est = mean_interval(diffs, confidence, method, seed)
     return PairedDifference(labels[0], labels[1], common, tuple(float(d) for d in diffs), est,
                             tuple(sorted(set(a) - set(b))), tuple(sorted(set(b) - set(a))))
 
