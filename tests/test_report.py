@@ -84,8 +84,11 @@ def test_report_is_one_file_that_needs_no_network(store, tmp_path):
     env = text[text.index("<h2>Environment</h2>"):]
     for key in ("HFT Lab", "torch", "devices of the runs", "CPU (this machine)", "GPU (this machine)", "written"):
         assert f"<th>{key}</th>" in env
-    size = len(text.encode("utf-8"))
-    assert size < 5.3e6, f"{size / 1e6:.2f} MB for 9 runs of {STEPS} steps"
+    from plotly.offline import get_plotlyjs
+
+    size, js = len(text.encode("utf-8")), len(get_plotlyjs().encode("utf-8"))
+    assert size - js < 250e3, f"{(size - js) / 1e3:.0f} kB besides plotly.js for 9 runs of {STEPS} steps"
+    assert size < 5.2e6, f"{size / 1e6:.2f} MB in all (plotly.js {js / 1e6:.2f} MB)"
 
 
 def test_thin_keeps_common_steps_and_each_last_step():
