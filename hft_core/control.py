@@ -303,6 +303,17 @@ class ControlPlane:
             con.execute("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
                         (run_id, time.time(), "info", "queued again" + (" (resume)" if resume else "")))
 
+    def reserve(self, run_id: str, worker_id: str) -> None:
+        """A queued run only ``worker_id`` may claim from now on (a process that trains a run queued
+        elsewhere itself). Compare-and-set: refused unless the run is still queued."""
+        with self._write("reserve a run in") as con:
+            cur = con.execute("UPDATE runs SET reserved_for = ? WHERE id = ? AND status = 'queued'", (worker_id, run_id))
+            if cur.rowcount == 0:
+                row = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if row is None:
+                    raise self._unknown(run_id)
+                raise StoreError(f"run {run_id} is {row[0]} now, no longer queued, so it cannot be reserved")
+
     def request_stop(self, run_id: str, reason: str = "", *, status: str = "stopped") -> str:
         """Ask a run to stop, from any process. Returns what happened:
 

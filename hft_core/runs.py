@@ -884,7 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rec.status == "queued":  # claim it for a foreground worker of this process
             worker = Worker(store, rec.device, role="foreground")
             try:
-                store.requeue(args.run_id, resume=False, reserved_for=worker.id)
+                store.reserve(args.run_id, worker.id)
                 outcome = worker.work_on([args.run_id])[args.run_id]
             finally:
                 worker.close(wait=False)

@@ -4,8 +4,9 @@
     pool.serve("cpu")                        # starts the cpu's workers (warm, then they claim runs)
     pool.close()                             # SIGTERM: running runs stop with a checkpoint; then exit
 
-Each worker is ``python -m hft_core.worker_process`` (the program `hft worker` runs too), so
-the server process never trains: it writes requests into the store and reads results.
+Each worker runs ``hft_core.worker_process`` (the program `hft worker` runs too), forked from
+a fork server that has torch and the trainer imported (hft_core/forkserver.py), so the
+server process never trains: it writes requests into the store and reads results.
 
 A thread of the supervising process watches the workers every POLL_S:
 * a worker that **died of a signal** (a segfault or abort in native code, the OOM killer):
@@ -25,8 +26,6 @@ import atexit
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ STOP_GRACE_S = 30.0      # at close: how long a running run has to save its chec
 class Slot:
     device: str
     index: int
-    proc: subprocess.Popen | None = None
+    proc: Any = None              # a ForkedProcess (hft_core/forkserver.py)
     started: float = 0.0
     last_alive: float = 0.0
     registered: bool = False      # seen in the store's workers table (warm, serving)
@@ -56,6 +55,20 @@ class Slot:
     not_before: float = 0.0       # restart no earlier than this (backoff)
     log_path: Path | None = None
     deaths: list[str] = field(default_factory=list)
+
+
+_FORK_SERVER: Any = None
+
+
+def _fork_server() -> Any:
+    """One fork server per supervising process (hft_core/forkserver.py): torch and the trainer
+    imported once, each worker forked from it in a fraction of a second."""
+    global _FORK_SERVER
+    if _FORK_SERVER is None:
+        from hft_core.forkserver import ForkServer
+
+        _FORK_SERVER = ForkServer()
+    return _FORK_SERVER
 
 
 class WorkerPool:
@@ -79,10 +92,8 @@ class WorkerPool:
         with self._lock:
             if self._closing.is_set():
                 return
-            for k in range(self.per_device):
-                if (device, k) not in self._slots:
-                    slot = self._slots[(device, k)] = Slot(device, k)
-                    self._start(slot)
+            for k in range(self.per_device):  # started by the watcher thread: never blocks the caller
+                self._slots.setdefault((device, k), Slot(device, k))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="hft-supervisor", daemon=True)
                 self._thread.start()
@@ -101,32 +112,31 @@ class WorkerPool:
         env["OMP_NUM_THREADS"] = str(threads)
         if slot.device.startswith("cuda"):
             env["CUDA_VISIBLE_DEVICES"] = gpu_identity(int(slot.device.split(":")[1] or 0))
-        cmd = [sys.executable, "-m", "hft_core.worker_process", "--home", str(self.store.home),
-               "--device", slot.device, "--threads", str(threads), "--max-running", str(self.per_device),
-               "--parent", str(os.getpid())]
+        argv = ["--home", str(self.store.home), "--device", slot.device, "--threads", str(threads),
+                "--max-running", str(self.per_device), "--parent", str(os.getpid())]
         if not self.warm:
-            cmd.append("--no-warm")
+            argv.append("--no-warm")
         logs = Path(self.store.home) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         slot.log_path = logs / f"worker-{slot.device.replace(':', '')}-{slot.index}.log"
-        with open(slot.log_path, "ab") as out:
-            slot.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # a Ctrl-C in the app's terminal is the app's
+        slot.proc = _fork_server().spawn(argv, env, str(slot.log_path))
         slot.started = slot.last_alive = time.time()
         slot.registered = False
 
     # ---- watching ----------------------------------------------------------------------------
     def _watch(self) -> None:
         last_expire = 0.0
-        while not self._closing.wait(POLL_S):
+        while True:
             try:
+                self._check_exits()  # first: starts the workers of a device just served
                 if time.monotonic() - last_expire >= EXPIRE_EVERY_S:
                     last_expire = time.monotonic()
                     self.store.mark_interrupted()
                     self._check_hung()
-                self._check_exits()
             except Exception:  # the supervisor must outlive a store hiccup
                 log.exception("worker supervisor")
+            if self._closing.wait(POLL_S):
+                return
 
     def _check_hung(self) -> None:
         """A worker whose row the store removed (lease expired) but whose process is still there hung."""
@@ -135,7 +145,7 @@ class WorkerPool:
             slots = list(self._slots.values())
         for slot in slots:
             proc = slot.proc
-            if proc is None or proc.poll() is not None:
+            if proc is None or not proc.is_alive():
                 continue
             if proc.pid in registered:
                 slot.registered = True
@@ -152,10 +162,9 @@ class WorkerPool:
             proc = slot.proc
             if proc is None:
                 if not self._closing.is_set() and time.time() >= slot.not_before:
-                    with self._lock:
-                        self._start(slot)
+                    self._start(slot)  # only this thread starts workers (the first start waits for the fork server)
                 continue
-            rc = proc.poll()
+            rc = proc.exitcode
             if rc is None:
                 continue
             now = time.time()
@@ -180,7 +189,7 @@ class WorkerPool:
         """(device, slot, pid) of the live worker processes."""
         with self._lock:
             return [(s.device, s.index, s.proc.pid) for s in self._slots.values()
-                    if s.proc is not None and s.proc.poll() is None]
+                    if s.proc is not None and s.proc.is_alive()]
 
     def ready(self, device: str | None = None) -> bool:
         """All workers (of ``device``) are warm and registered in the store."""
@@ -196,23 +205,23 @@ class WorkerPool:
             if self._closing.is_set() and not any(s.proc for s in self._slots.values()):
                 return
             self._closing.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=60)  # no worker starts after this
+        with self._lock:
             procs = [s.proc for s in self._slots.values() if s.proc is not None]
         if not stop_running:  # let what trains finish: wait until no worker holds a run
-            while any(r.status == "running" for r in self.store.list_runs(status="running")
-                      if r.pid in {p.pid for p in procs}) and not self.store.closed:
+            pids = {p.pid for p in procs if p.is_alive()}
+            while not self.store.closed and any(r.pid in pids for r in self.store.list_runs(status="running")):
                 time.sleep(0.2)
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+            if p.is_alive():
+                p.terminate()  # SIGTERM
         deadline = time.monotonic() + timeout
         for p in procs:
-            try:
-                p.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
                 p.kill()
-                p.wait()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+                p.join(10)
         with self._lock:
             for s in self._slots.values():
                 s.proc = None

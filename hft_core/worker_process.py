@@ -71,13 +71,37 @@ def _die_with_parent() -> None:
             pass
 
 
+def run_forked(argv: list[str], env: dict[str, str], log_path: str) -> None:
+    """The entry of a worker forked by the supervisor's fork server (which has torch and the trainer
+    imported already, so a worker starts in a fraction of a second): this process's own session,
+    environment and log file, then ``main``."""
+    os.setsid()  # a Ctrl-C in the app's terminal is the app's, not the workers'
+    os.environ.clear()
+    os.environ.update(env)
+    for entry in reversed([p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # not sys.exit: the fork server's atexit hooks are not ours to run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hft_core.worker_process", description=__doc__.split("\n")[0])
     p.add_argument("--home", required=True, help="the store's folder ($HFT_HOME)")
     p.add_argument("--device", required=True, help="the queue it serves: cpu, cuda:0, ...")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: placement.threads_per_run(1))")
     p.add_argument("--max-running", type=int, default=0, help="runs at once on the device, all processes together")
-    p.add_argument("--parent", type=int, default=0, help="exit (stopping the run) when this pid is no longer our parent")
+    p.add_argument("--parent", type=int, default=0, help="exit (stopping the run) when this process has ended")
     p.add_argument("--no-warm", action="store_true", help="skip the warm-up (tests)")
     p.add_argument("--report", action="store_true", help="print a line when a run starts and when it ends")
     p.add_argument("--exit-when-idle", type=float, default=0.0, metavar="SECONDS",
@@ -89,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     os.environ["HFT_HOME"] = args.home            # every path of a run resolves in this store's home
     os.environ[WORKER_DEVICE_ENV] = args.device
-    if args.parent:
+    if args.parent == os.getppid():
         _die_with_parent()
     import torch
 
@@ -124,10 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     def watch() -> None:
+        from hft_core.control import pid_alive
+
         seen: set[str] = set()
         idle_since = time.monotonic()
         while not ending.wait(0.2):
-            if args.parent and os.getppid() != args.parent:
+            if args.parent and not pid_alive(args.parent, None):
                 log.warning("parent %s is gone: stopping", args.parent)
                 ending.set()
             now_running = set(worker.running())

@@ -18,6 +18,8 @@ import torch
 from hft_core.config import ConfigError, RunConfig
 from hft_core.runs import RunManager, Worker, _short_labels, checkpoint_step, resolve_device
 from hft_core.store import RunStore, StoreError
+from hft_core.trainer import STATE_FILE as _state_file
+from hft_core.trainer import train as real_train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +136,7 @@ def test_many_sessions_submit_at_once(store):
     once, and runs on one device never overlap in time."""
     fake = FakeTrainer(step_time=0.002)
     m = make_manager(store, fake)
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
     submitted: list[str] = []
     lock = threading.Lock()
 
@@ -149,7 +151,8 @@ def test_many_sessions_submit_at_once(store):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+        assert not t.is_alive(), "a submitting session hung"
     assert len(submitted) == 20 and len(set(submitted)) == 20
     assert m.wait(timeout=30)
     stored = store.list_runs()
@@ -473,19 +476,6 @@ def test_the_manager_never_imports_streamlit():
 
 # ---- with the real trainer (tiny model) ----------------------------------------------------------------
 
-def _real_trainer():
-    try:
-        from hft_core.trainer import STATE_FILE, train
-        from hft_core import data, models  # noqa: F401  (the trainer needs them)
-    except ImportError as e:
-        return None, str(e)
-    return train, STATE_FILE
-
-
-real_train, _state_file = _real_trainer()
-needs_trainer = pytest.mark.skipif(real_train is None, reason=f"hft_core.trainer not importable: {_state_file}")
-
-
 def tiny_csv(folder: Path) -> Path:
     rows = [(f"the match ended with a late goal number {i}", "sport") if i % 2 else
             (f"shares fell as the bank cut rates again {i}", "business") for i in range(48)]
@@ -494,7 +484,6 @@ def tiny_csv(folder: Path) -> Path:
     return path
 
 
-@needs_trainer
 def test_real_trainer_run_through_the_manager(store, tmp_path):
     assert _state_file == "trainer_state.pt"  # runs.STATE_FILE mirrors it
     m = make_manager(store, real_train)
@@ -514,17 +503,30 @@ def test_real_trainer_run_through_the_manager(store, tmp_path):
     assert b.status == "failed" and "missing.csv" in b.error and b.traceback
 
 
-def test_warm_up_imports_the_trainer_and_reads_the_data_in_the_background(tmp_path):
+def test_the_app_manager_starts_warm_worker_processes_and_reads_the_data_in_the_background(tmp_path):
+    """The app's RunManager trains nothing itself: its workers are processes, registered in the
+    store once warm (torch, the trainer, the bundled tokenizer and data loaded); the manager's
+    own warm-up only reads the default data (the Train page's data check)."""
     from hft_core import data as data_sources
 
     store = RunStore(tmp_path)
-    mgr = RunManager(store)
+    mgr = RunManager(store).serve_all()
     try:
+        assert mgr.processes and mgr._train_fn is None
         data_sources._bbc_articles.cache_clear()
         mgr.warm_up().join(timeout=120)
-        assert mgr._train_fn is not None and mgr._train_fn.__module__ == "hft_core.trainer"
         assert data_sources._bbc_articles.cache_info().currsize == 1
         mgr.warm_up(data=("no-such-source",)).join(timeout=60)  # a bad source is only logged, never raised
+        deadline = time.monotonic() + 180
+        while not mgr.pool.ready("cpu"):
+            assert time.monotonic() < deadline, "the cpu's worker process did not get warm"
+            time.sleep(0.1)
+        (pid,) = [w["pid"] for w in store.workers("cpu")]
+        assert pid != os.getpid() and pid in {p for _, _, p in mgr.pool.processes()}
+        log = (tmp_path / "logs" / "worker-cpu-0.log").read_text()
+        assert "serves cpu" in log and "could not load" not in log, log
+        assert mgr._train_fn is None, "the app process must not load the trainer to train"
     finally:
-        mgr.shutdown()
+        mgr.shutdown(wait=True)
         store.close()
+    assert mgr.pool.processes() == [] and store.closed

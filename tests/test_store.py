@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from hft_core import schema
 from hft_core import store as store_mod
 from hft_core.config import RunConfig
 from hft_core.store import SCHEMA_VERSION, RunStore, StoreError, UnknownRun, export_run
@@ -300,7 +301,7 @@ def test_schema_version_is_recorded(store):
 def test_opens_a_v1_store_written_before(tmp_path):
     """A v1 store as an earlier app left it (built by the v1 migration alone) opens with its data."""
     con = sqlite3.connect(tmp_path / "runs.sqlite", isolation_level=None)
-    store_mod._migrate_to_v1(con)
+    schema._migrate_to_v1(con)
     con.execute("PRAGMA user_version = 1")
     con.execute("INSERT INTO runs (id, name, status, config_json, created, device, group_name, seed, position) "
                 "VALUES ('r-0ld001', 'old', 'finished', ?, 1.0, 'cpu', '', 0, 1)", (cfg().to_json(),))
