@@ -1,21 +1,24 @@
-"""Does each run get its own device and precision, in one process? (issue 10, point 4)
+"""Runs on a GPU and a CPU side by side in the app's worker processes, and a run that runs out of GPU memory.
 
-In ONE process, through the same queue the app uses (a RunManager with a worker per device):
+Through the queue the app uses (a RunManager: one worker process per device, each its own
+CUDA context), it starts at once:
 
-    1. a CUDA fp32 run            4. fp16 with the grad scaler on CUDA
-    2. a CUDA bf16 run            5. with 2+ GPUs: two runs at once, on cuda:0 and cuda:1
-    3. a CPU run (after the CUDA runs: Accelerate's process-wide state used to make this raise)
+    1. a cuda:0 run (bf16)      2. a CPU run (fp32)      -> side by side, in two processes
+    3. then a run forced out of GPU memory (a batch far too big for the card)
+    4. then another cuda:0 run: the card's memory came back, the device's queue goes on
 
-For each run it prints the device the trainer reported, the precision plan, the peak
-memory per CUDA device while it ran, and RESULT lines a script can grep. Without a GPU
-only the CPU part runs (and says so).
+and prints, per run, the device its worker trained on, its status, its peak memory (the
+trainer resets the peak at each run's start, so it is that run's own), whether runs 1
+and 2 overlapped in time, the OOM run's error (it must say what to try), and that the
+supervising process survived. Without a GPU only the CPU part runs, and it says so.
 
-    python bench/gpu_check.py                 # tiny:bert, a few steps each
-    python bench/gpu_check.py --model bundled:minilm-l6 --steps 20
+    python bench/gpu_check.py                           # tiny:bert, a few steps each
+    python bench/gpu_check.py --model bundled:minilm-l6 --steps 40
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -40,83 +43,78 @@ def toy_data(folder: Path) -> str:
     return str(path)
 
 
-def device_events(store: RunStore, run_id: str) -> str:
-    return next((m for _, _, m in store.events(run_id) if m.startswith("device ")), "(no device line)")
+def report(store: RunStore, run_id: str, label: str, t0: float) -> dict:
+    rec = store.get_run(run_id)
+    line = next((m for _, _, m in store.events(run_id) if m.startswith("device ")), "(no device line)")
+    peak = store.metrics(run_id, names=["peak_mem_mb"]).value.max()
+    print(f"{label:24} queue {rec.device:7} worker pid {rec.pid}  {rec.status:9} {time.perf_counter() - t0:6.1f} s  "
+          f"peak {peak:8.0f} MiB  | {line}" + (f"\n{'':24} error: {rec.error}" if rec.error else ""))
+    return {"rec": rec, "line": line, "peak": peak}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="tiny:bert")
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="hft-gpu-check-"))
     data = toy_data(home)
     n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}, GPUs: {n_gpu}")
+    print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}, GPUs: {n_gpu}, "
+          f"supervising process pid {os.getpid()}")
     for i in range(n_gpu):
         print(f"  cuda:{i}: {torch.cuda.get_device_name(i)}, capability {torch.cuda.get_device_capability(i)}")
-
     base = dict(model=args.model, data=data, batch_size=args.batch, max_length=64, max_steps=args.steps,
                 eval_every=0, n_eval=32, lr=1e-3, seed=0)
-    plan: list[tuple[str, dict]] = []
-    if n_gpu:
-        plan += [("cuda fp32", dict(device="cuda:0", precision="fp32")),
-                 ("cuda bf16", dict(device="cuda:0", precision="bf16")),
-                 ("cpu fp32 after cuda", dict(device="cpu", precision="fp32")),
-                 ("cuda fp16 + scaler", dict(device="cuda:0", precision="fp16"))]
-    else:
-        print("no CUDA GPU visible: only the CPU part runs (the GPU checks were NOT run)")
-        plan += [("cpu fp32", dict(device="cpu", precision="fp32")),
-                 ("cpu bf16", dict(device="cpu", precision="bf16")),
-                 ("cpu fp32 again", dict(device="cpu", precision="fp32"))]
-
     store = RunStore(home)
-    mgr = RunManager(store)
+    mgr = RunManager(store).serve_all()
     ok = True
-    rows = []
-    for label, over in plan:  # one after another, in this one process
-        if over["device"].startswith("cuda"):
-            for i in range(n_gpu):
-                torch.cuda.reset_peak_memory_stats(i)
+    try:
         t0 = time.perf_counter()
-        run_id = mgr.submit(RunConfig(**base, **over, name=label))
-        mgr.wait(run_id)
-        rec = store.get_run(run_id)
-        peaks = {f"cuda:{i}": torch.cuda.max_memory_allocated(i) / 2**20 for i in range(n_gpu)}
-        line = device_events(store, run_id)
-        want_dev = over["device"]
-        got_dev = line.split()[1] if line.startswith("device ") else "?"
-        good = rec.status == "finished" and got_dev == want_dev and over["precision"] in line
-        if over["precision"] == "fp16":
-            good = good and "loss scaling" in line
-        ok &= good
-        rows.append((label, want_dev, got_dev, rec.status, time.perf_counter() - t0, peaks, line, rec.error))
-        print(f"{label:22} asked {want_dev:7} trained on {got_dev:7} {rec.status:9} "
-              f"{time.perf_counter() - t0:6.1f} s  peak MiB {', '.join(f'{k}={v:.0f}' for k, v in peaks.items()) or '-'}")
-        print(f"{'':22} {line}" + (f"\n{'':22} error: {rec.error}" if rec.error else ""))
-        print(f"RESULT run={label.replace(' ', '_')} device_ok={int(got_dev == want_dev)} "
-              f"status={rec.status}")
+        if not n_gpu:
+            print("no CUDA GPU visible: only the CPU part runs (the GPU checks were NOT run)")
+            cpu = mgr.submit(RunConfig(**base, device="cpu", precision="fp32", name="cpu fp32"))
+            mgr.wait(cpu, timeout=600)
+            r = report(store, cpu, "cpu fp32", t0)
+            ok = r["rec"].status == "finished" and r["rec"].pid != os.getpid()
+        else:
+            gpu = mgr.submit(RunConfig(**{**base, "max_steps": args.steps * 4}, device="cuda:0", precision="bf16",
+                                       name="cuda:0 bf16"))
+            cpu = mgr.submit(RunConfig(**base, device="cpu", precision="fp32", name="cpu fp32"))
+            mgr.wait([gpu, cpu], timeout=600)
+            g, c = report(store, gpu, "cuda:0 bf16", t0), report(store, cpu, "cpu fp32", t0)
+            overlap = min(g["rec"].ended, c["rec"].ended) > max(g["rec"].started, c["rec"].started)
+            two = g["rec"].pid != c["rec"].pid and os.getpid() not in (g["rec"].pid, c["rec"].pid)
+            good = (g["rec"].status == c["rec"].status == "finished" and "cuda" in g["line"] and "cpu" in c["line"]
+                    and overlap and two)
+            print(f"side by side: overlapped in time {overlap}, two worker processes {two}")
+            print(f"RESULT side_by_side_ok={int(good)}")
+            ok &= good
 
-    if n_gpu >= 2:  # two runs at once, each on its own GPU, from this one process
-        for i in range(n_gpu):
-            torch.cuda.reset_peak_memory_stats(i)
-        ids = [mgr.submit(RunConfig(**{**base, "max_steps": args.steps * 4}, device=f"cuda:{i}", precision="bf16",
-                                    name=f"concurrent cuda:{i}")) for i in (0, 1)]
-        mgr.wait(ids)
-        recs = [store.get_run(r) for r in ids]
-        overlap = min(r.ended for r in recs) > max(r.started for r in recs)
-        got = [device_events(store, r).split()[1] for r in ids]
-        peaks = {f"cuda:{i}": torch.cuda.max_memory_allocated(i) / 2**20 for i in range(2)}
-        good = got == ["cuda:0", "cuda:1"] and all(r.status == "finished" for r in recs) and overlap
-        ok &= good
-        print(f"concurrent: devices {got}, overlapped in time: {overlap}, peak MiB {peaks}")
-        print(f"RESULT concurrent_two_gpus_ok={int(good)}")
-    elif n_gpu == 1:
-        print("one GPU: the two-GPU concurrent check was NOT run")
-    mgr.shutdown()
-    store.close()
+            t1 = time.perf_counter()  # a batch no card holds: attention alone needs hundreds of GB
+            oom = mgr.submit(RunConfig(**{**base, "batch_size": 16384, "max_length": 512, "max_steps": 2},
+                                       device="cuda:0", precision="fp32", name="forced OOM"))
+            mgr.wait(oom, timeout=600)
+            o = report(store, oom, "forced OOM", t1)
+            said = o["rec"].error or ""
+            good_oom = o["rec"].status == "failed" and "OutOfMemory" in said and "batch_size" in said
+            print(f"RESULT oom_failed_with_advice={int(good_oom)}")
+            ok &= good_oom
+
+            t2 = time.perf_counter()
+            after = mgr.submit(RunConfig(**base, device="cuda:0", precision="bf16", name="cuda:0 after the OOM"))
+            mgr.wait(after, timeout=600)
+            a = report(store, after, "cuda:0 after the OOM", t2)
+            good_after = a["rec"].status == "finished"
+            print(f"RESULT next_run_after_oom_ok={int(good_after)}")
+            ok &= good_after
+        print(f"supervising process alive: pid {os.getpid()}; worker processes now: {mgr.pool.processes()}")
+        print("RESULT app_survived=1")
+    finally:
+        mgr.shutdown(wait=True)
+        store.close()
     print(f"RESULT gpu_check_ok={int(ok)}")
     return 0 if ok else 1
 

@@ -234,10 +234,11 @@ class ControlPlane:
             role = con.execute("SELECT role FROM workers WHERE id = ?", (worker_id,)).fetchone()
             if role is None:
                 raise StoreError(f"worker {worker_id} is not registered in {self.path} (its lease expired?)")
-            running = con.execute("SELECT COUNT(*) FROM runs WHERE status = 'running' AND device = ?",
-                                  (device,)).fetchone()[0]
-            if running >= max_running:
-                return None
+            kinds = [k for (k,) in con.execute("SELECT kind FROM runs WHERE status = 'running' AND device = ?",
+                                               (device,))]
+            running = len(kinds)
+            if running >= max_running or "probe" in kinds:
+                return None  # full, or a time-estimate probe measures the device alone
             general_alive = None
             for run_id, reserved, after_json, resume, kind in con.execute(
                     "SELECT id, reserved_for, after_json, resume, kind FROM runs WHERE status = 'queued' AND device = ? "
@@ -257,6 +258,8 @@ class ControlPlane:
                         continue
                     if any(states[d] != "finished" for d in deps):
                         continue  # waits; the runs behind it may pass
+                if kind == "probe" and running:
+                    continue  # a probe never measures beside a run (it would slow it, and measure wrong)
                 if reserved and reserved != worker_id:
                     if self._worker_alive(con, reserved, now):
                         return None  # that worker's turn

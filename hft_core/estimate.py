@@ -13,9 +13,9 @@ Two sources, both measured on this machine:
 * the store's **earlier runs** of the same shape: seconds per step from their
   ``samples_per_s`` metric, everything else from their start and end times.
 
-``Prober`` runs probes one at a time in a daemon thread, newest request first, so a page
-never waits: it shows "measuring…" and polls; it measures nothing while a real run trains
-on the device. ``bf16_slowdown`` times bf16 autocast against fp32 on one small transformer
+``ProbeQueue`` queues a probe as a job on the device's queue ("probe" runs, hidden from the
+run lists): a worker process measures it like any run, so the app's process never trains and
+a probe never runs beside a run. A page never waits: it shows "measuring…" and polls. ``bf16_slowdown`` times bf16 autocast against fp32 on one small transformer
 layer (about a second), for the bf16 note next to the precision choice until this very
 model's fp32 and bf16 probes give the ratio (``model_bf16_slowdown``).
 
@@ -23,7 +23,6 @@ No streamlit here; bench/estimate_accuracy.py checks the figures against real ru
 """
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import functools
 import hashlib
@@ -137,12 +136,21 @@ def shape_of(cfg: RunConfig) -> dict[str, Any]:
             "text_column": cfg.text_column, "label_column": cfg.label_column}
 
 
+def run_threads() -> int:
+    """The torch threads a run of this machine trains with (placement's rule for its workers): the
+    same figure in the app, which asks, and in the worker, which measures."""
+    from hft_core.placement import threads_per_run
+    from hft_core.runs import runs_per_device
+
+    return threads_per_run(runs_per_device())
+
+
 def shape_key(cfg: RunConfig) -> str:
     """A short stable key of ``shape_of(cfg)`` plus this machine (a shared HFT_HOME may span hosts)."""
     import torch
 
     payload = json.dumps({**shape_of(cfg), "host": socket.gethostname(), "torch": torch.__version__,
-                          "threads": torch.get_num_threads(), "v": CACHE_VERSION}, sort_keys=True, default=str)
+                          "threads": run_threads(), "v": CACHE_VERSION}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
@@ -322,11 +330,19 @@ def _read_cache() -> dict[str, Any]:
 
 
 def _write_cache(key: str, value: Mapping[str, Any]) -> None:
-    """Merge one entry into the cache file (atomic rename: readers never see half a file)."""
+    """Merge one entry into the cache file (atomic rename: readers never see half a file; a lock
+    file keeps two worker processes from losing each other's entry)."""
+    import fcntl
+
     with _FILE_LOCK:
         path = _cache_path()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(path.with_name(path.name + ".lock"), "a")
+        except OSError:
+            return  # a read-only or vanished home: the in-memory figure still serves this process
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             d = _read_cache()
             d[key] = dict(value)
             tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
@@ -334,6 +350,8 @@ def _write_cache(key: str, value: Mapping[str, Any]) -> None:
             tmp.replace(path)
         except OSError:
             pass  # a read-only or vanished home: the in-memory figure still serves this process
+        finally:
+            lock.close()
 
 
 def cached_probe(cfg: RunConfig) -> Probe | None:
@@ -436,7 +454,7 @@ def bf16_key(device: str = "cpu") -> str:
     import torch
 
     return "bf16-slowdown:" + hashlib.sha1(json.dumps([resolved_device(device), socket.gethostname(),
-                                                      torch.__version__, torch.get_num_threads()]).encode()
+                                                      torch.__version__, run_threads()]).encode()
                                            ).hexdigest()[:12]
 
 
@@ -496,139 +514,90 @@ def model_bf16_slowdown(cfg: RunConfig) -> float | None:
     return pair[1].step_s / max(pair[0].step_s, 1e-9)
 
 
-# ---- probing in the background -------------------------------------------------------------
+# ---- probing in the background: jobs on the device's queue ------------------------------------
 
-class Prober:
-    """Runs measurements one at a time in a daemon thread; the newest request goes first.
+PROBE_NAME = "estimate probe"
 
-    ``request(cfg)`` returns at once. ``state(cfg)`` is ("ready", Estimate), ("measuring", None),
-    ("queued", None), ("failed", message) or ("idle", None) for a shape never requested.
-    ``submit(key, fn)`` / ``result(key)`` do the same for any other measurement (bf16 slowdown).
 
-    A request's ``busy()`` (optional) says a real run trains on its device: it is not measured
-    meanwhile, and once under way it stops at its next step and waits to run again. A probe
-    beside a run would slow it and measure a shared CPU. (The probe, like every run, seeds
-    torch's global RNG when it starts; it starts only on an idle device.)
+class ProbeQueue:
+    """Measurements as jobs ("probe" runs) on their device's queue, trained by a worker process
+    like any run: never in the app's process, and never beside a run (the store's claim keeps a
+    probe off a device where anything trains, and every run off a device a probe measures).
+
+    ``request(cfg)`` and ``request_bf16(device)`` return at once (a job is queued unless a figure
+    is cached, or a probe of that shape is queued, running or failed). ``state(cfg)`` is
+    ("ready", Estimate), ("measuring", None), ("queued", None), ("failed", message) or
+    ("idle", None); ``result(key)`` the same for any key. ``manager``: a RunManager (it starts
+    the device's workers); the figures land in ``$HFT_HOME/cache/estimates.json``, shared by
+    every process of that home.
     """
 
-    def __init__(self, idle_poll_s: float = 2.0) -> None:
-        self._lock = threading.Lock()
-        self._wanted: list[tuple[str, Callable[[Callable[[], bool]], Any], Callable[[], bool]]] = []  # newest last
-        self._running: str | None = None
-        self._done: dict[str, Any] = {}
-        self._errors: dict[str, str] = {}
-        self._wake = threading.Event()
-        self._exit = threading.Event()   # set at exit: a probe still running stops at its next step
-        self._thread: threading.Thread | None = None
-        self._idle_poll_s = idle_poll_s
-        atexit.register(self.close)
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self.store = manager.store
 
-    def submit(self, key: str, fn: Callable[[Callable[[], bool]], Any], busy: Callable[[], bool] | None = None) -> None:
-        """Run ``fn(should_stop)`` in the background unless ``key`` is done, failed, running or queued."""
-        with self._lock:
-            if self._exit.is_set() or key == self._running or key in self._errors or key in self._done:
-                return
-            self._wanted = [w for w in self._wanted if w[0] != key][-3:] + [(key, fn, busy or _never)]
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="hft-estimate-probe", daemon=True)
-                self._thread.start()
-        self._wake.set()
+    def _latest(self, key: str) -> Any:
+        for rec in self.store.list_runs(kind="probe"):
+            if rec.job.get("key") == key:
+                return rec
+        return None
+
+    def _queue(self, key: str, params: dict[str, Any]) -> None:
+        rec = self._latest(key)
+        if rec is not None and rec.status in ("queued", "running", "failed"):
+            return  # measuring now, or failed (shown, until "Measure again" forgets it)
+        self.manager.submit_job("probe", {"key": key, **params}, name=PROBE_NAME)
+
+    def request(self, cfg: RunConfig) -> None:
+        """Probe ``cfg``'s shape unless a figure for it is cached."""
+        if cached_probe(cfg) is None:
+            self._queue(shape_key(cfg), {"what": "shape", "cfg": cfg.to_dict()})
+
+    def request_bf16(self, device: str = "cpu") -> None:
+        """Time bf16 against fp32 on ``device`` unless the ratio is cached."""
+        if cached_bf16_slowdown(device) is None:
+            self._queue(bf16_key(device), {"what": "bf16", "device": resolved_device(device)})
 
     def result(self, key: str) -> tuple[str, Any]:
-        """("ready", value) | ("measuring", None) | ("queued", None) | ("failed", message) | ("idle", None)."""
-        with self._lock:
-            if key in self._done:
-                return "ready", self._done[key]
-            if key in self._errors:
-                return "failed", self._errors[key]
-            if key == self._running:
-                return "measuring", None
-            if any(w[0] == key for w in self._wanted):
-                return "queued", None
-        return "idle", None
-
-    def request(self, cfg: RunConfig, busy: Callable[[], bool] | None = None) -> None:
-        """Probe ``cfg``'s shape in the background unless a figure for it is cached."""
-        if cached_probe(cfg) is None:
-            self.submit(shape_key(cfg), lambda should_stop: measure(cfg, should_stop), busy)
+        rec = self._latest(key)
+        if rec is None or rec.status in ("finished", "stopped", "interrupted", "pruned"):
+            return "idle", None
+        if rec.status == "failed":
+            return "failed", (rec.error or "the probe failed").removeprefix("EstimateError: ")
+        return ("measuring" if rec.status == "running" else "queued"), None
 
     def state(self, cfg: RunConfig) -> tuple[str, Any]:
         probe = cached_probe(cfg)
         if probe is not None:
             return "ready", estimate_from_probe(cfg, probe)
-        status, value = self.result(shape_key(cfg))
-        return (status, value) if status != "ready" else ("ready", estimate_from_probe(cfg, value))
+        return self.result(shape_key(cfg))
 
     def forget(self, key: str) -> None:
-        """Forget a result or a failure, so the next request measures again."""
-        with self._lock:
-            self._errors.pop(key, None)
-            self._done.pop(key, None)
-
-    def idle(self) -> bool:
-        with self._lock:
-            return self._running is None and not self._wanted
-
-    def close(self, timeout: float = 20.0) -> None:
-        """Drop what is queued, stop a running probe at its next step, wait for the thread.
-
-        Called at exit: a daemon thread still inside torch when the interpreter ends aborts the
-        process ("terminate called without an active exception"), failing a clean exit.
-        """
-        with self._lock:
-            self._wanted.clear()
-            thread = self._thread
-        self._exit.set()
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._exit.is_set():
-            with self._lock:
-                ready = [w for w in self._wanted if not _safe(w[2])]
-                item = ready[-1] if ready else None    # the newest on an idle device: what the form shows now
-                if item is not None:
-                    self._wanted.remove(item)
-                self._running = item[0] if item else None
-                waiting = bool(self._wanted)
-                if item is None:
-                    self._wake.clear()
-            if item is None:
-                if not self._wake.wait(timeout=self._idle_poll_s if waiting else 60) and not waiting:
-                    with self._lock:
-                        if not self._wanted:
-                            self._thread = None
-                            return
-                continue
-            key, fn, busy = item
-            try:
-                value = fn(lambda: self._exit.is_set() or _safe(busy))
-            except ProbeCancelled:
-                with self._lock:   # the device got busy: measure again once it is free
-                    if not self._exit.is_set():
-                        self._wanted.insert(0, item)
-            except Exception as e:  # noqa: BLE001 - shown next to Start instead of the figure
-                with self._lock:
-                    self._errors[key] = str(e)
-            else:
-                with self._lock:
-                    self._done[key] = value
-            finally:
-                with self._lock:
-                    self._running = None
-        with self._lock:
-            self._thread = None
+        """Forget a failed probe of ``key``, so the next request measures again."""
+        rec = self._latest(key)
+        if rec is not None and rec.status == "failed":
+            self.store.delete_run(rec.id)
 
 
-def _never() -> bool:
-    return False
-
-
-def _safe(busy: Callable[[], bool]) -> bool:
-    """A busy check that fails (a store being migrated) counts as idle."""
+def run_probe_job(params: Mapping[str, Any], stop: threading.Event,
+                  give_way: Callable[[], bool] = lambda: False) -> str:
+    """A worker's side of a probe job: measure, store the figure in the cache. It ends "stopped"
+    when asked, or when ``give_way()`` says a run waits for the device (a user who pressed Start
+    does not wait for a measurement; the page asks for the probe again once the device is free)."""
+    if params.get("what") == "bf16":
+        bf16_slowdown(str(params.get("device", "cpu")))
+        return "finished"
     try:
-        return bool(busy())
+        measure(RunConfig.from_dict(params["cfg"]), cancel=lambda: stop.is_set() or _safe(give_way))
+    except ProbeCancelled:
+        return "stopped"
+    return "finished"
+
+
+def _safe(check: Callable[[], bool]) -> bool:
+    """A check that fails (a store being migrated) counts as False."""
+    try:
+        return bool(check())
     except Exception:  # noqa: BLE001
         return False
 

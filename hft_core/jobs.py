@@ -60,6 +60,9 @@ KINDS: dict[str, tuple[Callable[[Mapping[str, Any], str], list[str]], Callable[[
     "wise_ft": (_one_run, _check_points, WISE_FT_NAME),
     "prune": (_one_run, _check_sparsities, PRUNE_NAME),
     "soup": (_many_runs, lambda p: None, SOUP_NAME),
+    # a time-estimate probe (hft_core/estimate.py): {"key": ..., "what": "shape", "cfg": {...}} or
+    # {"key": ..., "what": "bf16", "device": "cpu"}; it reads no run, it measures its device alone
+    "probe": (lambda p, kind: [], lambda p: None, "estimate probe"),
 }
 
 
@@ -73,6 +76,8 @@ def sources_of(kind: str, params: Mapping[str, Any]) -> list[str]:
 def submit_job(store: Any, kind: str, params: Mapping[str, Any], *, group: str = "", name: str = "",
                reserved_for: str | None = None) -> str:
     """Queue a job on the device of the run(s) it reads; it starts once they have finished."""
+    if kind == "probe":
+        return _submit_probe(store, params, name or KINDS[kind][2])
     sources = sources_of(kind, params)
     KINDS[kind][1](params)
     recs = [store.get_run(r) for r in sources]  # UnknownRun for a bad id
@@ -93,6 +98,19 @@ def submit_job(store: Any, kind: str, params: Mapping[str, Any], *, group: str =
                             kind=kind, job=dict(params), after=sources, reserved_for=reserved_for)
 
 
+def _submit_probe(store: Any, params: Mapping[str, Any], name: str) -> str:
+    from hft_core.placement import resolve_device
+
+    if params.get("what") == "bf16":
+        cfg = RunConfig(model="tiny:bert", device=str(params.get("device", "cpu")), name=name)
+    elif params.get("what") == "shape" and isinstance(params.get("cfg"), Mapping):
+        cfg = RunConfig.from_dict({**params["cfg"], "name": name, "group": ""})
+    else:
+        raise JobError(f"probe: give what='shape' with cfg, or what='bf16' with device; got {dict(params)!r}")
+    return store.create_run(cfg, status="queued", device=resolve_device(cfg.device), name=name, kind="probe",
+                            job=dict(params))
+
+
 def run_job(store: Any, rec: Any, sink: Any, stop: threading.Event) -> str:
     """Run a claimed job; returns "finished" or "stopped" (between points). Raises on failure."""
     from hft_core import merge
@@ -103,6 +121,13 @@ def run_job(store: Any, rec: Any, sink: Any, stop: threading.Event) -> str:
         sink.log(step, {**extra, **{k: float(v) for k, v in row.items() if isinstance(v, (int, float))}})
         return not stop.is_set()
 
+    if rec.kind == "probe":
+        from hft_core import estimate
+
+        def runs_waiting() -> bool:  # a probe gives way to a run queued meanwhile (it is asked again later)
+            return any(store.get_run(r).kind != "probe" for r in store.queued(rec.device))
+
+        return estimate.run_probe_job(params, stop, give_way=runs_waiting)
     if rec.kind == "wise_ft":
         of = params["of"]
         rows = merge.run_wise_ft(of, points=int(params.get("points", 11)), device=device,

@@ -300,19 +300,21 @@ class Worker:
     def serve_forever(self, *, idle_poll: float = 0.1) -> None:
         """Serve the device in the calling thread (a worker process's main thread) until ``close``.
 
-        Between runs it reads the queue every ``idle_poll`` seconds (a read: cheap) and claims
-        (a write transaction) only when something waits, or every CLAIM_POLL_S*4 to expire dead
-        runs, so a run queued by another process starts within ``idle_poll``."""
-        last_claim = 0.0
+        Between runs it reads the device's queue every ``idle_poll`` seconds (a read: cheap) and
+        claims (a write transaction) when the queue changed, or every CLAIM_POLL_S while runs wait
+        that it could not take (the device is full) and every few seconds anyway (to expire dead
+        workers' runs). A run queued by another process starts within ``idle_poll``."""
+        last_claim, seen = 0.0, None
         while not self._closed.is_set():
             if self.store.closed:
                 return
-            due = time.monotonic() - last_claim >= CLAIM_POLL_S * 4
-            if not due and not self.store.queued(self.device):
+            queued = self.store.queued(self.device)
+            since = time.monotonic() - last_claim
+            if not (queued != seen or (queued and since >= CLAIM_POLL_S) or since >= CLAIM_POLL_S * 4):
                 self._wake.wait(idle_poll)
                 self._wake.clear()
                 continue
-            last_claim = time.monotonic()
+            last_claim, seen = time.monotonic(), queued
             try:
                 claim = self.store.claim(self.id, self.device, max_running=self.max_per_device)
             except StoreError as e:
@@ -322,6 +324,7 @@ class Worker:
                 self._wake.wait(idle_poll)
                 self._wake.clear()
                 continue
+            seen = None  # after a run, look again at once
             self._run(claim.run_id, claim.resume)
 
     def _serve(self) -> None:

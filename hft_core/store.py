@@ -368,9 +368,11 @@ class RunStore(ControlPlane):
         return self._record(rows[0])
 
     def list_runs(self, *, status: str | list[str] | None = None, group: str | None = None,
-                  limit: int | None = None) -> list[RunRecord]:
-        """Runs, newest first; optionally only some statuses and/or one group."""
-        where, params = [], []
+                  limit: int | None = None, kind: str | None = None) -> list[RunRecord]:
+        """Runs, newest first; optionally only some statuses and/or one group. ``kind``: only runs of
+        that kind ("train", "wise_ft", "probe" ...); by default every kind but the time-estimate
+        probes (jobs of the app's own, not runs a user started)."""
+        where, params = ["kind = ?" if kind else "kind != 'probe'"], [kind] if kind else []
         if status:
             statuses = [status] if isinstance(status, str) else list(status)
             for s in statuses:

@@ -171,7 +171,7 @@ try:
 except (ConfigError, ValueError, TypeError) as e:
     config_error = str(e)
 problem = launch.blocking_problem(cfg, config_error, data_error, precision_error)
-if cfg is not None and (bf16 := cost.bf16_message(cfg, plan, cost.prober(), ui_state.store())):
+if cfg is not None and (bf16 := cost.bf16_message(cfg, plan, cost.prober())):
     precision_slot.info(bf16, icon=":material/speed:")
 
 with tab_cfg:

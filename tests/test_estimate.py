@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
+import os
 import time
 
 import pytest
@@ -111,46 +111,69 @@ def test_estimate_from_earlier_runs_of_the_same_shape(home):
         store.close()
 
 
-def test_prober_measures_in_the_background_and_reports_failures(home):
-    prober = est.Prober()
+def wait_state(probes, cfg, until, timeout=300):
+    deadline = time.time() + timeout
+    while (state := probes.state(cfg))[0] not in until:
+        assert time.time() < deadline, f"still {state} after {timeout} s"
+        time.sleep(0.1)
+    return state
+
+
+def test_probes_are_jobs_measured_by_a_worker_process_and_failures_are_reported(home):
+    from hft_core.runs import RunManager
+
+    store = RunStore(home)
+    manager = RunManager(store, warm=False)
     try:
+        probes = est.ProbeQueue(manager)
         cfg = dataclasses.replace(TINY, batch_size=4)
-        assert prober.state(cfg) == ("idle", None)
-        prober.request(cfg)
-        assert prober.state(cfg)[0] in ("queued", "measuring", "ready")
-        deadline = time.time() + 300
-        while prober.state(cfg)[0] != "ready" and time.time() < deadline:
-            time.sleep(0.1)
-        status, estimate = prober.state(cfg)
+        assert probes.state(cfg) == ("idle", None)
+        probes.request(cfg)
+        probes.request(cfg)  # a second request while the first is queued adds nothing
+        assert len(store.list_runs(kind="probe")) == 1 and store.list_runs() == [], "probes are not user runs"
+        status, estimate = wait_state(probes, cfg, ("ready", "failed"))
         assert status == "ready" and estimate.source == "probe" and estimate.steps == cfg.max_steps
+        (job,) = store.list_runs(kind="probe")
+        assert job.status == "finished" and job.pid not in (None, os.getpid()), "measured in the app's process"
         bad = dataclasses.replace(TINY, data="/no/such/file.csv")
-        prober.request(bad)
-        while prober.state(bad)[0] in ("queued", "measuring") and time.time() < deadline:
-            time.sleep(0.1)
-        status, message = prober.state(bad)
+        probes.request(bad)
+        status, message = wait_state(probes, bad, ("ready", "failed"))
         assert status == "failed" and "/no/such/file.csv" in message
+        probes.forget(est.shape_key(bad))
+        assert probes.state(bad) == ("idle", None)
     finally:
-        prober.close()
+        manager.shutdown(wait=True)
+        store.close()
 
 
-def test_a_busy_device_is_not_probed_until_it_is_free(home):
-    prober = est.Prober(idle_poll_s=0.05)
-    busy = threading.Event()
-    busy.set()
+def test_a_probe_never_measures_beside_a_run_nor_a_run_beside_a_probe(home):
+    from hft_core.runs import RunManager
+
+    store = RunStore(home)
+    manager = RunManager(store, warm=False, max_per_device=2)  # room for two at once: the probe must not take it
+    holder = store.register_worker("cpu")
     try:
+        training = store.create_run(dataclasses.replace(TINY, name="a run"), device="cpu")
+        assert store.claim(holder, "cpu", max_running=2).run_id == training
+        probes = est.ProbeQueue(manager)
         cfg = dataclasses.replace(TINY, max_length=16)
-        prober.request(cfg, busy=busy.is_set)
-        deadline = time.time() + 2
-        while time.time() < deadline:   # a real run trains on the device: the probe waits its turn
-            assert prober.state(cfg)[0] == "queued"
-            time.sleep(0.05)
-        busy.clear()
-        deadline = time.time() + 300
-        while prober.state(cfg)[0] != "ready" and time.time() < deadline:
+        probes.request(cfg)
+        deadline = time.time() + 3
+        while time.time() < deadline:   # a run trains on the device: the probe waits its turn
+            assert probes.state(cfg)[0] == "queued"
+            store.renew_lease(holder)
             time.sleep(0.1)
-        assert prober.state(cfg)[0] == "ready"
+        store.set_status(training, "finished", worker=holder)
+        wait_state(probes, cfg, ("measuring", "ready"))
+        if probes.state(cfg)[0] == "measuring":  # while it measures, nothing else may start on the device
+            other = store.create_run(dataclasses.replace(TINY, name="next"), device="cpu")
+            assert store.claim(holder, "cpu", max_running=2) is None
+            store.request_stop(other)
+        assert wait_state(probes, cfg, ("ready", "failed"))[0] == "ready"
     finally:
-        prober.close()
+        store.unregister_worker(holder)
+        manager.shutdown(wait=True)
+        store.close()
 
 
 def test_a_probe_stops_when_asked_and_leaves_no_figure(home):

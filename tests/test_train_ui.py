@@ -169,14 +169,14 @@ class FakeProber:
     def __init__(self, status="measuring", value=None):
         self.status, self.value, self.requested = status, value, []
 
-    def request(self, cfg, busy=None):
+    def request(self, cfg):
         self.requested.append(cfg)
 
     def state(self, cfg):
         return self.status, self.value
 
-    def submit(self, key, fn, busy=None):
-        self.requested.append(key)
+    def request_bf16(self, device):
+        self.requested.append(device)
 
 
 class FakeStore:
@@ -241,10 +241,18 @@ def test_measure_again_forgets_the_figure_so_the_next_request_probes(tmp_path, m
     estimate._MEMO[key] = estimate.Probe(key=key, step_s=0.1, first_step_extra_s=0, load_s=0, eval_s_per_example=0,
                                          eval_fixed_s=0, save_s=0, eval_pool=1, steps_timed=3,
                                          measured_at=time.time(), what="")
-    prober = estimate.Prober()
+    from hft_core.runs import RunManager
+    from hft_core.store import RunStore
+
+    store = RunStore(tmp_path)
+    manager = RunManager(store, serve=False)  # queue only: nothing needs to measure here
     try:
+        prober = estimate.ProbeQueue(manager)
         assert prober.state(cfg)[0] == "ready"
         cost.measure_again(cfg, prober)
         assert estimate.cached_probe(cfg) is None and prober.state(cfg) == ("idle", None)
+        prober.request(cfg)  # the next request queues a probe job on the device
+        assert prober.state(cfg) == ("queued", None)
+        assert [r.job["key"] for r in store.list_runs(kind="probe")] == [key]
     finally:
-        prober.close()
+        store.close()

@@ -1,10 +1,10 @@
 """The cost of a run, shown before Start: its estimated wall time and, for bf16 on a CPU, the slowdown.
 
 The figures come from hft_core.estimate: a cached probe of the config's shape, else the
-store's earlier runs of that shape, else a probe started now in the background (one
-``Prober`` per app process) while the page says "measuring…" and polls in a fragment.
-No probe starts while a run trains on the same device: it would slow that run, and its
-own figure would be wrong.
+store's earlier runs of that shape, else a probe queued now as a job on the device's queue
+(``estimate.ProbeQueue``: a worker process measures it) while the page says "measuring…"
+and polls in a fragment. No probe runs while a run trains on the same device: it would slow
+that run, and its own figure would be wrong.
 
     estimate_message(cfg, store, prober, busy)  (status, text) without drawing: unit-tested
     bf16_message(cfg, plan, prober)             the measured bf16/fp32 ratio line, or None
@@ -29,10 +29,11 @@ def probes_enabled() -> bool:
     return os.environ.get("HFT_ESTIMATE_PROBES", "1").strip().lower() not in ("0", "off", "false", "no")
 
 
-@st.cache_resource(show_spinner=False)
-def prober() -> estimate.Prober:
-    """The app process's one prober, shared by every browser session."""
-    return estimate.Prober()
+def prober() -> estimate.ProbeQueue:
+    """Probes as jobs on the queue of this app's manager (its worker processes measure them)."""
+    from ui import state as ui_state
+
+    return estimate.ProbeQueue(ui_state.manager())
 
 
 def device_busy(store: Any, device: str) -> bool:
@@ -45,7 +46,7 @@ def device_busy(store: Any, device: str) -> bool:
     return any(estimate.resolved_device(r.device or "cpu") in (dev, dev.split(":")[0]) for r in running)
 
 
-def estimate_message(cfg: RunConfig, store: Any, probes: estimate.Prober, busy: bool) -> tuple[str, str]:
+def estimate_message(cfg: RunConfig, store: Any, probes: estimate.ProbeQueue, busy: bool) -> tuple[str, str]:
     """("ready" | "measuring" | "queued" | "waiting" | "failed", the line to show)."""
     found = estimate.estimate(cfg, store)
     if found is not None:
@@ -55,7 +56,7 @@ def estimate_message(cfg: RunConfig, store: Any, probes: estimate.Prober, busy: 
                            "beside it would slow it and give a wrong figure).")
     if not probes_enabled():
         return "off", "Time estimate: no figure for this shape yet (probes are off: HFT_ESTIMATE_PROBES=0)."
-    probes.request(cfg, busy=lambda: device_busy(store, cfg.device))
+    probes.request(cfg)
     status, value = probes.state(cfg)
     if status == "ready":
         return status, f"{value.line()} — {value.detail}."
@@ -65,7 +66,7 @@ def estimate_message(cfg: RunConfig, store: Any, probes: estimate.Prober, busy: 
                          f"{cfg.max_length} tokens here…")
 
 
-def bf16_message(cfg: RunConfig, plan: Any, probes: estimate.Prober, store: Any = None) -> str | None:
+def bf16_message(cfg: RunConfig, plan: Any, probes: estimate.ProbeQueue) -> str | None:
     """For bf16 on a CPU: how much slower (or faster) than fp32 it measured here; None otherwise."""
     device = estimate.resolved_device(cfg.device)
     if plan is None or plan.name != "bf16" or not device.startswith("cpu"):
@@ -76,11 +77,11 @@ def bf16_message(cfg: RunConfig, plan: Any, probes: estimate.Prober, store: Any 
         what = f"for {cfg.model} at this batch and length"
     else:
         if probes_enabled():  # then the ratio for this very model
-            probes.request(dataclasses.replace(cfg, precision="fp32"), busy=lambda: device_busy(store, device))
+            probes.request(dataclasses.replace(cfg, precision="fp32"))
         ratio = estimate.cached_bf16_slowdown(device)
         what = "on a small transformer layer"
         if ratio is None:
-            probes.submit(estimate.bf16_key(device), lambda should_stop: estimate.bf16_slowdown(device))
+            probes.request_bf16(device)
             return f"bf16 on this CPU ({how}): measuring its speed against fp32…"
     speed = f"{ratio:.1f}× slower than fp32" if ratio >= 1.05 else (
         f"{1 / ratio:.1f}× faster than fp32" if ratio <= 0.95 else "as fast as fp32")
@@ -107,7 +108,7 @@ def render_estimate(cfg: RunConfig, store: Any, device: str) -> None:
     st.fragment(draw, run_every=1.0 if status in MEASURING else None)()
 
 
-def measure_again(cfg: RunConfig, probes: estimate.Prober) -> None:
+def measure_again(cfg: RunConfig, probes: estimate.ProbeQueue) -> None:
     """Drop the cached figure (and a failure) of ``cfg``'s shape: the next page run probes it again."""
     estimate.forget(cfg)
     probes.forget(estimate.shape_key(cfg))
