@@ -251,11 +251,20 @@ def run_probe(cfg: RunConfig, cancel: Callable[[], bool] | None = None) -> Probe
                                           eval_fraction=cfg.eval_fraction, seed=cfg.seed).eval)
     except Exception as e:  # noqa: BLE001 - a config that cannot load cannot be estimated; say why
         raise EstimateError(f"cannot measure {cfg.model} on {cfg.data}: {e}") from e
+    if cancel is not None and cancel():
+        raise ProbeCancelled(f"the probe of {cfg.model} was cancelled")
     _warm_up(cfg)
     n_probe_eval = max(1, min(pool, max(cfg.batch_size, MIN_EVAL_EXAMPLES)))
     pcfg = probe_config(cfg, n_probe_eval)
     stop = threading.Event()
     clock = _ClockSink(stop, cancel)
+    if cancel is not None:  # asked every 0.2 s, not only at a step: the trainer stops before its first step
+        def watch() -> None:
+            while not stop.wait(0.2):
+                if cancel():
+                    clock.cancelled = True
+                    stop.set()
+        threading.Thread(target=watch, name="hft-probe-cancel", daemon=True).start()
     out = home.cache_dir() / f"probe-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
@@ -265,6 +274,7 @@ def run_probe(cfg: RunConfig, cancel: Callable[[], bool] | None = None) -> Probe
         raise EstimateError(f"cannot measure {cfg.model}: {type(e).__name__}: {e}") from e
     finally:
         t_end = time.perf_counter()
+        stop.set()  # ends the watcher
         shutil.rmtree(out, ignore_errors=True)
     if clock.cancelled:
         raise ProbeCancelled(f"the probe of {cfg.model} was cancelled")

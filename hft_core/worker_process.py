@@ -36,6 +36,7 @@ import time
 from typing import Sequence
 
 EXIT_CLAIM_LOST = 75
+WORKER_NICE = 5  # the app's workers yield the CPU to its server and the browser when both want it
 log = logging.getLogger("hft_core.worker")
 
 
@@ -76,6 +77,7 @@ def run_forked(argv: list[str], env: dict[str, str], log_path: str) -> None:
     imported already, so a worker starts in a fraction of a second): this process's own session,
     environment and log file, then ``main``."""
     os.setsid()  # a Ctrl-C in the app's terminal is the app's, not the workers'
+    os.nice(WORKER_NICE)  # the app's pages and the browser stay responsive beside training; idle, it costs nothing
     os.environ.clear()
     os.environ.update(env)
     for entry in reversed([p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]):
