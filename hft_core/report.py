@@ -149,7 +149,7 @@ def build_report(store: Any, run_ids: Sequence[str], *, group: str = "", metric:
     parts.append(_charts_section(figures, k, max_points))
     parts.append(_table_section("Final metrics of each run", charts.final_metrics_table(metrics, labels)))
     diff = charts.config_diff({r.id: r.config for r in train}, labels, ignore=("name",))
-    parts.append(_table_section("Config fields that differ", diff, index=True) if not diff.empty else
+    parts.append(_table_section("Config fields that differ", diff.rename_axis("field").reset_index()) if not diff.empty else
                  "<h2>Config fields that differ</h2><p>None: the runs share one config (apart from names).</p>")
     parts.append(_table_section("Runs", pd.DataFrame([{"run": r.id, "name": r.name, "seed": r.seed, "status": r.status,
                                                        "device": r.device, "model": r.config.get("model", "")}
