@@ -106,8 +106,8 @@ def test_render_preset_outcome_lists_each_group_with_its_verdicts(store, tmp_pat
     assert text.index(new) < text.index(old)  # newest group first
     assert "2 of 3 runs finished, 1 still to come" in text
     newest, oldest = (at.dataframe[i].value for i in range(2))
-    assert list(newest["verdict"]) == ["❌ did not hold", "… not measurable yet"]
-    assert list(oldest["verdict"]) == ["⚠️ held on the mean", "⚠️ held on the mean"]  # one seed: no interval
+    assert list(newest["verdict"]) == ["✗ did not hold", "… not measurable yet"]
+    assert list(oldest["verdict"]) == ["⚠ held on the mean", "⚠ held on the mean"]  # one seed: no interval
     assert "50.0%" in newest["means"][0] and "no finished run yet: alpha 0" in newest["means"][1]
     assert newest["difference"][0] == f"{A1} − {A05}: -20.0 points, held on 0/1 seeds"
     notes = " ".join(c.value for c in at.caption)
@@ -134,7 +134,7 @@ def test_compare_page_shows_the_outcome_of_a_preset_group(store, tmp_path):
         assert not at.exception, at.exception
         assert any("Did the preset" in e.label for e in at.expander)
         verdicts = [list(d.value["verdict"]) for d in at.dataframe if "verdict" in d.value]
-        assert verdicts == [["⚠️ held on the mean", "⚠️ held on the mean"]]
+        assert verdicts == [["⚠ held on the mean", "⚠ held on the mean"]]
     finally:
         mgr.shutdown()
 
@@ -168,7 +168,7 @@ def test_quick_runs_are_not_judged(store):
     assert [v.held for v in verdicts] == [True, False]  # the means are still there, only not judged
     assert all(P.is_quick_run(PRESET, r) for r in store.list_runs(group=group))
     rows = outcome_rows(PRESET, store, [group])[0].rows
-    assert [r["verdict"] for r in rows] == ["⏭️ not judged (quick check)"] * 2
+    assert [r["verdict"] for r in rows] == ["» not judged (quick check)"] * 2
     assert P.preset_groups(store, PRESET) == [group]  # the Train page's panel lists it, not judged
 
 
@@ -179,7 +179,7 @@ def test_panel_shows_intervals_and_paired_differences(store, tmp_path):
                                default_timeout=60).run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert list(table["verdict"]) == ["✅ held with confidence", "✅ held with confidence"]
+    assert list(table["verdict"]) == ["✓ held with confidence", "✓ held with confidence"]
     d = P.judge_group(store, group)[0].differences[0]
     assert table["difference"][0] == (f"{A1} − {A05}: +{100 * d.estimate.mean:.1f} points "
                                       f"[+{100 * d.estimate.lo:.1f}, +{100 * d.estimate.hi:.1f}], held on 3/3 seeds")

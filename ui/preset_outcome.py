@@ -17,9 +17,10 @@ from hft_core import comparison as C
 from hft_core import presets as P
 from hft_core import stats
 
-MARK = {stats.HELD_WITH_CONFIDENCE: "✅ held with confidence", stats.HELD_ON_THE_MEAN: "⚠️ held on the mean",
-        stats.DID_NOT_HOLD: "❌ did not hold", stats.NOT_MEASURABLE: "… not measurable yet",
-        stats.NOT_JUDGED_QUICK: "⏭️ not judged (quick check)"}
+# plain symbols the default fonts have (a headless or Linux browser often has no emoji font: tofu boxes)
+MARK = {stats.HELD_WITH_CONFIDENCE: "✓ held with confidence", stats.HELD_ON_THE_MEAN: "⚠ held on the mean",
+        stats.DID_NOT_HOLD: "✗ did not hold", stats.NOT_MEASURABLE: "… not measurable yet",
+        stats.NOT_JUDGED_QUICK: "» not judged (quick check)"}
 DONE = ("finished", "failed", "stopped", "interrupted")
 
 
@@ -79,7 +80,7 @@ def render_preset_outcome(preset: P.Preset, store: Any, groups: list[str] | None
                            on_click="ignore", key=f"preset_outcome.report.{res.group}")
         if res.seeds:
             st.caption(f"Method: {stats.method_note('t', res.seeds)}. " + (
-                f"⚠️ {stats.few_seeds_warning(min(res.seeds))}." if min(res.seeds) < stats.MIN_SEEDS else ""))
+                f"⚠ {stats.few_seeds_warning(min(res.seeds))}." if min(res.seeds) < stats.MIN_SEEDS else ""))
     st.caption("**Held with confidence**: the 95% interval of the paired difference lies on the expected side (for "
                "*~*, inside the tolerance) and every seed agrees. **Held on the mean**: the mean went the expected "
                "way, but not on every seed or the interval reaches past 0. A quick check (tiny model, a few "
