@@ -213,6 +213,7 @@ def test_a_stopped_worker_loses_its_run_within_the_lease_and_its_late_writes_are
         assert store.get_run(long_run).pid == b.pid
         a.send_signal(signal.SIGCONT)  # ... while A wakes up and finds its claim gone
         assert a.wait(timeout=60) == EXIT_CLAIM_LOST
+        store.flush()  # prepare_resume's log line is buffered in this process's store
         resumed_from = int(next(m for _, _, m in store.events(long_run) if m.startswith("resuming from")).split()[-1])
         wait_for(lambda: store.last_metrics(long_run).get("step", 0) >= resumed_from + 5, 120, "B to train on")
         assert store.request_stop(long_run, "enough") == "requested"

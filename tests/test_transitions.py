@@ -74,7 +74,7 @@ def test_claims_ends_and_requeues_from_four_processes_never_double_claim_nor_go_
     store = RunStore(tmp_path / "home")
     ids = [store.create_run(RunConfig(model="tiny:bert", name=f"r{k}"), device="stress") for k in range(6)]
     go = tmp_path / "go"
-    actors = [subprocess.Popen([sys.executable, "-c", ACTOR, str(store.home), str(k), "300", str(go)],
+    actors = [subprocess.Popen([sys.executable, "-c", ACTOR, str(store.home), str(k), "600", str(go)],
                                stdout=subprocess.PIPE, text=True, cwd=ROOT) for k in range(4)]
     try:
         time.sleep(0.5)
