@@ -146,7 +146,9 @@ def test_stop_a_long_run(app, shot, app_server):
     open_app(app)
     small_run(app, "e2e-long", 5000)
     app.get_by_role("button", name="Start", exact=True).click()
-    app.locator("h1", has_text="Live").wait_for()
+    # generous: the page switch waits for the server, which shares 2 busy cores with the previous
+    # test's worker stopping and this run's worker starting (a CI clone once took over 30 s here)
+    app.locator("h1", has_text="Live").wait_for(timeout=90_000)
     wait_for(lambda: app.evaluate(LOSS_POINTS_JS, "e2e-long") >= 2, LONG, "2 points of e2e-long")
     # zoom the loss chart; new points (drawn as they come) must keep the zoom (constant uirevision)
     zoom_first_chart(app)
