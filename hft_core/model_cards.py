@@ -27,6 +27,9 @@ Where the numbers come from (each card's ``evidence`` says it again):
                     a model 128 wide or less is treated as a random tiny model. A run:<id> checkpoint
                     gets the card of the model that run started from (a run from scratch, alpha 0: random).
 
+With LoRA every card's lr is multiplied by the strategy table's factor (10x, hft_core/recommendations.py,
+which cites the LoRA paper and this lab's LoRA preset): the LoRA rates above follow from it.
+
 No weights are read: only configs (``models.describe``) and run_config.yaml files.
 """
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from hft_core import home
+from hft_core import home, recommendations
 from hft_core.config import RunConfig
 
 PRETRAINED_ENCODER, PRETRAINED_DECODER, RANDOM = "pretrained encoder", "pretrained decoder", "random"
@@ -61,12 +64,16 @@ class ModelCard:
     source: str
     title: str                # "MiniLM-L6", shown in notes: "recommended for MiniLM-L6"
     kind: str                 # PRETRAINED_ENCODER | PRETRAINED_DECODER | RANDOM
-    lr: float                 # full fine-tuning
-    lora_lr: float            # with mix.lora on
+    lr: float                 # full fine-tuning (with LoRA: ``lora_lr``, from hft_core/recommendations.py)
     max_length: int
     batch_size: int
     max_steps: int            # on the demo data (bundled BBC News / Q/A)
     evidence: str             # where the numbers come from
+
+    @property
+    def lora_lr(self) -> float:
+        """With mix.lora on: the strategy table's factor (10x) on the full fine-tuning rate."""
+        return recommendations.strategy_lr(self.lr, {"lora"})
 
     def lr_for(self, lora: bool) -> float:
         return self.lora_lr if lora else self.lr
@@ -78,17 +85,17 @@ class ModelCard:
         return lr * lo, lr * hi
 
 
-MINILM = dict(title="MiniLM-L6", kind=PRETRAINED_ENCODER, lr=1e-4, lora_lr=1e-3, max_length=64, batch_size=16,
+MINILM = dict(title="MiniLM-L6", kind=PRETRAINED_ENCODER, lr=1e-4, max_length=64, batch_size=16,
               max_steps=40, evidence="presets/finetune_vs_scratch.yaml (lr 1e-4: 92.5% in 40 steps), "
               "presets/lora_vs_full.yaml (LoRA at 1e-3), README (0.95 after 60 steps)")
-SMOLLM2 = dict(title="SmolLM2-135M", kind=PRETRAINED_DECODER, lr=5e-5, lora_lr=5e-4, max_length=64, batch_size=8,
+SMOLLM2 = dict(title="SmolLM2-135M", kind=PRETRAINED_DECODER, lr=5e-5, max_length=64, batch_size=8,
                max_steps=30, evidence="presets/instruct_smollm2.yaml (lr 5e-5: eval loss 3.31 -> 2.43 in 30 "
                "steps); LoRA lr by the 10x rule measured on MiniLM")
-TINY = dict(kind=RANDOM, lr=1e-3, lora_lr=1e-2, max_length=128, batch_size=16, max_steps=40,
+TINY = dict(kind=RANDOM, lr=1e-3, max_length=128, batch_size=16, max_steps=40,
             evidence="the quick demo and presets/distill_student.yaml (random 2-layer models at lr 1e-3)")
-BIG_ENCODER = dict(kind=PRETRAINED_ENCODER, lr=3e-5, lora_lr=3e-4, max_length=128, batch_size=16, max_steps=60,
+BIG_ENCODER = dict(kind=PRETRAINED_ENCODER, lr=3e-5, max_length=128, batch_size=16, max_steps=60,
                    evidence="BERT's fine-tuning range 2e-5..5e-5 (Devlin et al. 2019); LoRA by the 10x rule")
-BIG_DECODER = dict(kind=PRETRAINED_DECODER, lr=2e-5, lora_lr=2e-4, max_length=128, batch_size=8, max_steps=60,
+BIG_DECODER = dict(kind=PRETRAINED_DECODER, lr=2e-5, max_length=128, batch_size=8, max_steps=60,
                    evidence="usual full fine-tuning rate for decoders over 135M; LoRA 2e-4 as in QLoRA "
                    "(Dettmers et al. 2023)")
 ENCODER_NAMES = re.compile(r"bert|minilm|electra|deberta|mpnet|e5-|bge-|roberta|albert", re.I)

@@ -131,7 +131,8 @@ with tab_mix:
     cols = st.columns(2, gap="medium")
     for i, spec in enumerate(SPECS):
         with cols[i % 2].container(border=True):
-            strategy_card(spec, ss, ss["f.task"])
+            strategy_card(spec, ss, ss["f.task"], on_toggle=recommend.on_strategy_change, args=(ss, SPECS, spec.name))
+            recommend.render_note(ss, origin=spec.name)  # LoRA: "Set for LoRA on MiniLM-L6 ...: lr 1e-3" + Undo
 
 with tab_train:
     left, right = st.columns([3, 2], gap="large")

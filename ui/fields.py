@@ -73,18 +73,20 @@ def field_widget(f: dataclasses.Field, key: str, *, label: str | None = None,
     return st.text_input(label + " (YAML)", **common)
 
 
-def strategy_card(spec: Any, state: Any, task: str) -> None:
+def strategy_card(spec: Any, state: Any, task: str, on_toggle: Callable[..., None] | None = None,
+                  args: tuple = ()) -> None:
     """One strategy in the Strategy mix tab: its toggle, what it does, and its fields when on.
 
     A strategy whose headline field (drawn at the top of Train) left its neutral value is on
-    without its toggle, and says so; the headline field is not drawn twice.
+    without its toggle, and says so; the headline field is not drawn twice. ``on_toggle(*args)``
+    runs when the user turns it on or off (the Train form applies the strategy's recommended lr).
     """
     from ui.form_state import headline_field, strategy_on
 
     fits, on_key, headline = task in spec.tasks, f"mix.{spec.name}.on", headline_field(spec)
     auto_on = strategy_on(state, spec) and not state.get(on_key)
     st.toggle(spec.title + (f"  ·  {spec.reference}" if spec.reference else ""), key=on_key, persist_state=PERSIST,
-              disabled=(not fits and not state.get(on_key)), help=spec.summary)
+              disabled=(not fits and not state.get(on_key)), help=spec.summary, on_change=on_toggle, args=args)
     note = spec.summary + (f" (only for {', '.join(spec.tasks)})" if not fits else "")
     if auto_on:
         note += f" **On:** {headline.name} = {state[f'mix.{spec.name}.{headline.name}']:g} at the top."

@@ -6,15 +6,20 @@ A field the user typed is never overwritten silently: it is kept, and the note s
 offers the recommended value. Functions on a plain mutable mapping (session_state on the
 page), unit-tested without a browser.
 
+Turning on a strategy with a row in hft_core/recommendations.py (LoRA) does the same for lr:
+LoRA on MiniLM-L6 brings 1e-3 (its table's 10x on the card's 1e-4), turning it off the card's
+full fine-tuning rate again; the note shows under that strategy's card, with the same Undo.
+
     state["f.edited"]      field names set by hand (cleared when a preset, YAML or run fills the form)
-    state["f.card_note"]   {"title", "evidence", "set": {field: [old, new]}, "kept": {field: [value, rec]}}
+    state["f.card_note"]   {"title", "evidence", "set": {field: [old, new]}, "kept": {field: [value, rec]},
+                            "origin": "model" | a strategy name}
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Iterable, Mapping, MutableMapping
 
-from hft_core import model_cards
+from hft_core import model_cards, recommendations
 from hft_core.config import RunConfig
 from ui import form_state as fs
 
@@ -66,8 +71,37 @@ def on_model_change(state: State, specs: Iterable[Any]) -> None:
     if "max_steps" in changed and int(state.get("cfg.warmup_steps") or 0) >= rec["max_steps"]:
         changed["warmup_steps"] = [state["cfg.warmup_steps"], 0]
         state["cfg.warmup_steps"] = 0
-    state[NOTE] = ({"title": card.title, "evidence": card.evidence, "set": changed, "kept": kept}
+    state[NOTE] = ({"title": card.title, "evidence": card.evidence, "set": changed, "kept": kept, "origin": "model"}
                    if changed or kept else None)
+
+
+def on_strategy_change(state: State, specs: Iterable[Any], name: str) -> None:
+    """Strategy ``name`` was turned on or off: its recommended lr for the form's model (a hand-set lr is kept).
+
+    Only strategies with a row in hft_core/recommendations.py change anything (LoRA: the model
+    card's lr x 10 when on, the card's own lr when off); the note says which way, with an Undo.
+    """
+    row = recommendations.recommendation(name)
+    if row is None:
+        return
+    d = fs.state_to_dict(state, specs)
+    if not d.get("model"):
+        return
+    card = model_cards.model_card(d["model"])
+    on = bool(state.get(f"mix.{name}.on"))
+    value = recommendations.strategy_lr(card.lr, {s for s in d["mix"] if s != name} | ({name} if on else set()))
+    current = state.get("cfg.lr")
+    title = f"{row.title} on {card.title}" if on else f"{card.title} without {row.title}"
+    note = {"title": title, "evidence": f"{row.evidence} Model card: {card.evidence}.", "set": {}, "kept": {},
+            "origin": name}
+    if current is not None and _same(current, value):
+        return  # nothing to change: an earlier note (and its Undo) stays
+    if "lr" in set(state.get(EDITED) or ()):
+        note["kept"] = {"lr": [current, value]}
+    else:
+        note["set"] = {"lr": [current, value]}
+        state["cfg.lr"] = value
+    state[NOTE] = note
 
 
 def undo(state: State) -> None:
@@ -116,14 +150,17 @@ def _same(a: Any, b: Any) -> bool:
         return a == b
 
 
-def render_note(state: State) -> None:
-    """The note under the model picker: what the new model's card set or kept, with Undo / Use buttons."""
+def render_note(state: State, origin: str = "model") -> None:
+    """The note of the last recommendation from ``origin`` ("model": under the model picker; a strategy's
+    name: under its card): what it set or kept, with Undo / Use buttons. Other origins' notes are not drawn."""
     import streamlit as st
 
-    set_text, kept_text = note_text(state.get(NOTE))
+    note = state.get(NOTE)
+    if not note or note.get("origin", "model") != origin:
+        return
+    set_text, kept_text = note_text(note)
     if not (set_text or kept_text):
         return
-    note = state[NOTE]
     with st.container(border=True):
         st.markdown(f":material/tune: {set_text} {kept_text}".strip(), help=f"Where these come from: {note['evidence']}")
         b1, b2 = st.columns(2)
