@@ -24,7 +24,7 @@ import yaml
 from hft_core.fields import ConfigError, check, coerce_numbers, help_of, param  # noqa: F401 (re-exported)
 from hft_core.strategies import base as registry
 
-TASKS = ("classification", "causal-lm", "masked-lm")
+TASKS = ("classification", "causal-lm", "masked-lm", "contrastive")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -82,8 +82,10 @@ class RunConfig:
     model: str = param("bundled:minilm-l6", "Model source: 'bundled:minilm-l6', 'bundled:smollm2-135m', "
                        "'tiny:bert', 'tiny:gpt2', 'hub:<id>' (needs a hub), 'run:<id>' (an earlier run's "
                        "checkpoint) or a local folder path.")
-    task: str = param("classification", "'classification' (a label per text) or 'causal-lm' (next-token "
-                      "prediction, e.g. instruction tuning).")
+    task: str = param("classification", "'classification' (a label per text), 'causal-lm' (next-token "
+                      "prediction, e.g. instruction tuning), or pretraining an encoder on unlabelled text: "
+                      "'masked-lm' (BERT's recipe) or 'contrastive' (two windows of one article are a pair, "
+                      "the batch's other articles negatives; SimCSE-style InfoNCE).")
     data: str = param("bundled:bbc-news", "Data source: 'bundled:bbc-news' (5 topics), 'bundled:qa' "
                       "(Q/A pairs), 'hub:<name>' (needs a hub) or a local .csv/.jsonl/.parquet file.")
     mix: StrategyMix = field(default_factory=StrategyMix, metadata={

@@ -11,7 +11,7 @@
                        per line (a sentence-per-line corpus)
 
 Examples are ``{"text", "label"}`` for classification, ``{"prompt", "response"}`` or
-``{"text"}`` for causal-lm and ``{"text"}`` for masked-lm. Pretraining (masked-lm, and causal-lm
+``{"text"}`` for causal-lm and ``{"text"}`` for masked-lm and contrastive (read alike). Pretraining (masked-lm, and causal-lm
 on plain text) reads texts without labels: ``bundled:bbc-news`` gives the articles, ``bundled:qa``
 (masked-lm) the answers, a file or hub dataset its text column. A labelled source is split as its
 labelled version would be (BBC News: the classification split; Q/A: the prompt split; a file
@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-TASKS = ("classification", "causal-lm", "masked-lm")
+TASKS = ("classification", "causal-lm", "masked-lm", "contrastive")
+TEXT_TASKS = ("masked-lm", "contrastive")  # encoder pretraining: plain {"text"} examples, read and split alike
 MAX_FILE_BYTES = 200 * 2**20          # uploads and local files above this are refused
 MAX_CLASSES = 1000                    # more distinct labels than this: probably the wrong column
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON Lines", ".json": "JSON", ".parquet": "Parquet",
@@ -64,7 +65,7 @@ class DataError(ValueError):
 @dataclass
 class TextData:
     train: list[dict]        # classification: {"text", "label"}; causal-lm: {"prompt", "response"} or {"text"};
-                             # masked-lm: {"text"}
+                             # masked-lm, contrastive: {"text"}
     eval: list[dict]
     label_names: list[str] = field(default_factory=list)   # classification: class id -> name; [] for causal-lm
     source: str = ""
@@ -252,7 +253,7 @@ def _frame_examples(df, task: str, text_column: str, label_column: str, source: 
             raise DataError(f"{source} {what}; its columns are {columns}: set {option} to one of them")
         return col
 
-    if task == "masked-lm":
+    if task in TEXT_TASKS:
         text_col = column(text_column, guessed_text, "text", "text_column")
         return [{"text": t} for t in _clean_texts(df[text_col]) if t], []
     if task == "causal-lm":
@@ -520,11 +521,11 @@ def _split_task(source: str, task: str, label_column: str) -> str:
     prompt split of the pairs, a file or hub dataset with ``label_column`` given (masked-lm)
     the stratified split by that column. Everything else splits by its own task.
     """
-    if source == "bundled:bbc-news" and task in ("masked-lm", "causal-lm"):
+    if source == "bundled:bbc-news" and task in (*TEXT_TASKS, "causal-lm"):
         return "classification"
-    if source == "bundled:qa" and task == "masked-lm":
+    if source == "bundled:qa" and task in TEXT_TASKS:
         return "causal-lm"
-    if task == "masked-lm" and label_column and not source.startswith("bundled:"):
+    if task in TEXT_TASKS and label_column and not source.startswith("bundled:"):
         return "classification"
     return task
 

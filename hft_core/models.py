@@ -43,7 +43,7 @@ class ModelError(ValueError):
 
 
 ENCODER, DECODER = "encoder", "decoder"
-TASKS = ("classification", "causal-lm", "masked-lm")
+TASKS = ("classification", "causal-lm", "masked-lm", "contrastive")
 
 BUNDLED = {
     "bundled:minilm-l6": "all-MiniLM-L6-v2: BERT encoder, 6 layers, 384 wide, 22.7M parameters "
@@ -117,9 +117,10 @@ def load_model(source: str, task: str, num_labels: int = 0, *, pretrained: bool 
 
     task "classification" -> AutoModelForSequenceClassification with ``num_labels`` outputs
     (head initialised from ``seed``); "causal-lm" -> AutoModelForCausalLM; "masked-lm" ->
-    AutoModelForMaskedLM (encoders only). A masked-LM run's checkpoint (``run:<id>``) loads
-    for classification like any encoder: its body is kept, the MLM head dropped and a
-    classifier head drawn from ``seed``.
+    AutoModelForMaskedLM (encoders only); "contrastive" -> AutoModel, the bare encoder (its
+    mean-pooled last hidden state is what the loss sees). A masked-LM or contrastive run's
+    checkpoint (``run:<id>``) loads for classification like any encoder: its body is kept, an
+    MLM head dropped and a classifier head drawn from ``seed``.
     pretrained=False -> the same architecture, every weight freshly drawn from ``seed``.
     tiny:* models have no pretrained weights, so they always init from ``seed``.
     """
@@ -133,8 +134,8 @@ def load_model(source: str, task: str, num_labels: int = 0, *, pretrained: bool 
     if task == "causal-lm" and _kind_of(config) == ENCODER:
         raise ModelError(f"{source} is an encoder ({_family(config)}) and cannot do task 'causal-lm'; use a "
                          "decoder such as bundled:smollm2-135m or tiny:gpt2, or task classification")
-    if task == "masked-lm" and _kind_of(config) != ENCODER:
-        raise ModelError(f"{source} is a decoder ({_family(config)}) and cannot do task 'masked-lm'; use an "
+    if task in ("masked-lm", "contrastive") and _kind_of(config) != ENCODER:
+        raise ModelError(f"{source} is a decoder ({_family(config)}) and cannot do task {task!r}; use an "
                          "encoder such as tiny:bert or bundled:minilm-l6, or task causal-lm for a decoder")
     if config.pad_token_id is None:
         config.pad_token_id = _pad_id(source, config)  # sequence classification on a decoder needs it
@@ -142,14 +143,14 @@ def load_model(source: str, task: str, num_labels: int = 0, *, pretrained: bool 
         config.num_labels = num_labels  # also resets id2label/label2id to LABEL_0..N-1
     weights = None if (src.kind == "tiny" or not pretrained) else resolve_path(source)
 
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
     # masked-lm from bundled:minilm-l6: the sentence-transformers checkpoint has no MLM head
     # (cls.predictions.transform.* and its bias), so those are initialised here from ``seed``
     # (the decoder is tied to the word embeddings, so it starts pretrained). from_pretrained's
     # warning about newly initialised weights is expected for it.
     auto = {"classification": AutoModelForSequenceClassification, "causal-lm": AutoModelForCausalLM,
-            "masked-lm": AutoModelForMaskedLM}[task]
+            "masked-lm": AutoModelForMaskedLM, "contrastive": AutoModel}[task]
     # fork_rng: seeding here must not change the caller's random stream (data order, dropout).
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -15,6 +15,16 @@ Three tasks:
                     eval = loss, perplexity and token accuracy on a fixed masking of the eval
                     texts (the same masks at every eval, so the curve compares steps), plus a
                     few fill-in-the-blank samples in the report.
+    contrastive     examples {"text"} (unlabelled articles), encoders only; SimCSE/InfoNCE-style
+                    (Gao et al. 2021; van den Oord et al. 2018): two random token windows of one
+                    article are a positive pair, the other articles of the batch its negatives;
+                    each window is mean-pooled over its tokens (attention-masked), and the loss is
+                    the symmetric cross-entropy of cosine similarity / tau (tau = 0.1) against the
+                    matching pair (``info_nce_loss``); eval = loss and retrieval accuracy (how often
+                    a window's nearest other window is from its own article) on fixed windows of
+                    the eval articles. It asks for what a topic classifier needs (which article a
+                    passage comes from) and learns from every token, where masked-LM first sits on
+                    its word-frequency plateau; masked-LM stays the BERT recipe.
 Metrics come from scikit-learn (``evaluate`` would download its metric code).
 """
 from __future__ import annotations
@@ -378,7 +388,150 @@ def _fill_in_sample(tokenizer: Any, input_ids: torch.Tensor, labels: torch.Tenso
             "reference": ", ".join(tokenizer.convert_ids_to_tokens(labels[chosen].tolist()))}
 
 
-TASKS = {"classification": ClassificationTask(), "causal-lm": CausalLMTask(), "masked-lm": MaskedLMTask()}
+# ---- contrastive pretraining (encoders) -------------------------------------------------------------
+CONTRASTIVE_TAU = 0.1        # SimCSE's temperature (Gao et al. 2021 found 0.05..0.1 best)
+ARTICLE_TOKENS = 4096        # an article is tokenized up to this long; its windows are drawn from all of it
+EVAL_VIEW_SEED = 20_240_602  # eval windows are drawn from this seed + the article's position: the same every eval
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token vectors where the mask is 1. hidden (B, L, d), attention_mask (B, L) -> (B, d) float32.
+
+    The mean, not [CLS]: a random encoder's [CLS] vector carries almost nothing about the text, and
+    InfoNCE from [CLS] collapsed here (loss stuck at ln B, issue 19); the mean of the tokens differs
+    between articles from the first step.
+    """
+    m = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return ((hidden * m).sum(1) / m.sum(1).clamp(min=1.0)).float()
+
+
+def info_nce_loss(a: torch.Tensor, b: torch.Tensor, tau: float = CONTRASTIVE_TAU) -> torch.Tensor:
+    """Symmetric InfoNCE of two views. a, b: (B, d), row i of both from the same article.
+
+    S = cos(a_i, b_j) / tau, (B, B); loss = (CE(S, diag) + CE(S^T, diag)) / 2: each view must pick
+    its partner among the batch's B views of the other side (B - 1 negatives). Lower bound 0, ln B
+    when the views say nothing about their article.
+    """
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"info_nce_loss: a and b must both be (batch, dim), got {tuple(a.shape)} and {tuple(b.shape)}")
+    if not tau > 0:
+        raise ValueError(f"info_nce_loss: tau={tau!r} is not valid: use a positive temperature, e.g. 0.1")
+    sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T / tau
+    target = torch.arange(len(a), device=a.device)
+    return (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2
+
+
+def random_window(content: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``size`` consecutive ids of ``content`` (1-D) from a uniformly random start; all of it when shorter."""
+    if len(content) <= size:
+        return content
+    start = int(torch.randint(0, len(content) - size + 1, (1,), generator=generator))
+    return content[start:start + size]
+
+
+def two_views(tokenizer: Any, texts: Sequence[str], max_length: int, generator: torch.Generator | None = None
+              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Two random windows of each text, each ``[CLS] window [SEP]`` of at most ``max_length`` ids.
+
+    Both windows of a text are drawn independently from its whole token sequence (up to
+    ARTICLE_TOKENS), so they overlap by chance only; a text shorter than a window gives two
+    identical views (dropout alone tells them apart in training, as in SimCSE).
+    """
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ValueError(f"contrastive: the tokenizer {type(tokenizer).__name__} has no [CLS]/[SEP] tokens; the "
+                         "contrastive task needs an encoder's tokenizer (BERT-style), e.g. tiny:bert")
+    size = max(1, max_length - 2)
+    cls, sep = torch.tensor([tokenizer.cls_token_id], dtype=torch.int32), torch.tensor([tokenizer.sep_token_id],
+                                                                                       dtype=torch.int32)
+    first, second = [], []
+    for content in token_ids(tokenizer, texts, ARTICLE_TOKENS, special=False):
+        for views in (first, second):
+            views.append(torch.cat([cls, random_window(content, size, generator), sep]))
+    return first, second
+
+
+def retrieval_accuracy(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Share of views whose most similar view on the other side is their own article's (both directions)."""
+    sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+    target = torch.arange(len(a), device=a.device)
+    return float(((sim.argmax(1) == target).float().mean() + (sim.argmax(0) == target).float().mean()) / 2)
+
+
+class ContrastiveTask:
+    name = "contrastive"
+
+    def __init__(self, tau: float = CONTRASTIVE_TAU) -> None:
+        self.tau = tau
+
+    def make_batch(self, examples: Sequence[dict], tokenizer: Any) -> Batch:
+        return Batch(texts=[e["text"] for e in examples])
+
+    def collate(self, tokenizer: Any, batch: Batch, max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """input_ids / attention_mask (2B, L): rows 0..B-1 the first window of each text, B..2B-1 the second.
+
+        The windows are drawn from ``batch.seed`` (set by the trainer from (seed, micro-step, rank)),
+        so a resumed run replays them.
+        """
+        g = torch.Generator().manual_seed(batch.seed) if batch.seed is not None else None
+        first, second = two_views(tokenizer, batch.texts, max_length, g)
+        input_ids, mask = pad(tokenizer, first + second)
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+
+    def warm(self, tokenizer: Any, examples: Sequence[dict], max_length: int) -> None:
+        """Tokenize ``examples`` now (whole articles, windows are cut per step), in one batched call."""
+        token_ids(tokenizer, self.make_batch(examples, tokenizer).texts, ARTICLE_TOKENS, special=False)
+
+    def pooled_views(self, out: Any, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, b), (B, d) each: the mean-pooled first and second windows of the batch's texts."""
+        pooled = mean_pool(out.last_hidden_state, attention_mask)
+        half = len(pooled) // 2
+        return pooled[:half], pooled[half:]
+
+    def loss(self, out: Any, batch: Batch) -> torch.Tensor:
+        """InfoNCE between the two windows of each text (``info_nce_loss``, tau = self.tau)."""
+        a, b = self.pooled_views(out, batch.inputs["attention_mask"])
+        return info_nce_loss(a, b, self.tau)
+
+    def eval_inputs(self, tokenizer: Any, examples: Sequence[dict], start: int, max_length: int
+                    ) -> dict[str, torch.Tensor]:
+        """The fixed windows of eval examples ``start, start+1, ...``: each article's two windows drawn
+        from EVAL_VIEW_SEED + its position, whatever the step or the batch size."""
+        first, second = [], []
+        for j, e in enumerate(examples):
+            g = torch.Generator().manual_seed(EVAL_VIEW_SEED + start + j)
+            (a,), (b,) = two_views(tokenizer, [e["text"]], max_length, g)
+            first.append(a)
+            second.append(b)
+        input_ids, mask = pad(tokenizer, first + second)
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    @torch.no_grad()
+    def evaluate(self, model, tokenizer, examples: Sequence[dict], *, batch_size: int, max_length: int,
+                 device: torch.device, label_names: Sequence[str] = (), autocast=None,
+                 num_samples: int = 0) -> EvalReport:
+        """Loss and retrieval accuracy, each the mean over eval batches of ``batch_size`` articles weighted
+        by their size (a batch is its own set of negatives, so both depend on ``batch_size``)."""
+        was_training = model.training
+        model.eval()
+        loss_sum = acc_sum = 0.0
+        count = 0
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i:i + batch_size]
+            if len(chunk) < 2 and count:
+                break  # a batch of one has no negatives: nothing to measure
+            inputs = {k: v.to(device) for k, v in self.eval_inputs(tokenizer, chunk, i, max_length).items()}
+            with autocast if autocast is not None else nullcontext():
+                out = model(**inputs)
+            a, b = self.pooled_views(out, inputs["attention_mask"])
+            loss_sum += info_nce_loss(a, b, self.tau).item() * len(chunk)
+            acc_sum += retrieval_accuracy(a, b) * len(chunk)
+            count += len(chunk)
+        model.train(was_training)
+        return EvalReport({"loss": loss_sum / max(count, 1), "retrieval_accuracy": acc_sum / max(count, 1)})
+
+
+TASKS = {"classification": ClassificationTask(), "causal-lm": CausalLMTask(), "masked-lm": MaskedLMTask(),
+         "contrastive": ContrastiveTask()}
 
 
 def get_task(name: str):
