@@ -22,7 +22,10 @@ so the accumulated gradient is the mean over the optimizer step's examples.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import shutil
+import subprocess
 from typing import Any, Iterable, Iterator
 
 import torch
@@ -38,19 +41,22 @@ def distributed() -> bool:
 
 
 def resolve_device(device: str) -> str:
-    """The concrete device of a config's ``device``: "auto" -> "cuda:0" if a GPU is visible else "cpu";
-    "cuda" -> "cuda:0". Other values are returned as given (see ``check_device``)."""
+    """The concrete device of a config's ``device``: "auto" -> the first GPU this process sees if any,
+    else "cpu"; "cuda" -> that first GPU. GPUs are named by their index on the host (``host_index``):
+    with CUDA_VISIBLE_DEVICES=2,3 "auto" is "cuda:2". Other values are returned as given (see
+    ``check_device``)."""
     if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
+        return f"cuda:{host_index(0)}" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
-        return "cuda:0"
+        return f"cuda:{host_index(0)}"
     return device
 
 
 def visible_devices() -> list[str]:
-    """The devices this process can train on: "cpu", then "cuda:0", "cuda:1", ..."""
+    """The devices this process can train on, by their host names: "cpu", then "cuda:N" for each GPU
+    it sees (with CUDA_VISIBLE_DEVICES=2,3: "cuda:2", "cuda:3")."""
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return ["cpu"] + [f"cuda:{i}" for i in range(n)]
+    return ["cpu"] + [f"cuda:{host_index(i)}" for i in range(n)]
 
 
 # ---- worker processes: one device each, and their share of the CPU ------------------------------
@@ -75,31 +81,123 @@ def threads_per_run(side_by_side: int) -> int:
     return max(1, cpu_cores() // max(1, int(side_by_side)))
 
 
-def gpu_identity(index: int) -> str:
-    """What to put in a worker's CUDA_VISIBLE_DEVICES for this process's ``cuda:index``: the GPU's
-    UUID where torch knows it (stable whatever the environment's order), else its physical index."""
+# ---- GPUs by a name every process agrees on ----------------------------------------------------------
+#
+# A queue "cuda:N" is the host's GPU N, the same card for the app, a worker pinned to one card and a
+# terminal with CUDA_VISIBLE_DEVICES of its own. The host's index is CUDA's own order with
+# CUDA_VISIBLE_DEVICES unset (what its integer entries mean); a UUID entry is found in nvidia-smi's
+# table, whose order is the PCI bus order: the two agree on a host of identical cards or with
+# CUDA_DEVICE_ORDER=PCI_BUS_ID. A process translates with ``local_name`` (queue -> its own torch name)
+# and ``host_index`` (its own index -> the queue's); a worker is pinned with ``pin_env``.
+
+def _visible_entries() -> list[str] | None:
+    """CUDA_VISIBLE_DEVICES as a list of entries (integers, UUIDs or their prefixes); None when unset."""
+    raw = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if raw is None:
+        return None
+    return [v.strip() for v in raw.split(",") if v.strip()]
+
+
+@functools.lru_cache(maxsize=1)
+def host_gpus() -> tuple[tuple[int, str], ...]:
+    """(host index, UUID) of each GPU on this host, from nvidia-smi; () where it is not installed or fails.
+    Read once per process (a subprocess, ~50 ms)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return ()
     try:
-        uuid = str(torch.cuda.get_device_properties(index).uuid)
-    except (AttributeError, RuntimeError, AssertionError):
-        uuid = ""
-    if uuid:
-        return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
-    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    return visible[index] if index < len(visible) else str(index)
+        out = subprocess.run([exe, "--query-gpu=index,uuid", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    table = []
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        index, _, uuid = line.partition(",")
+        if index.strip().isdigit() and uuid.strip():
+            table.append((int(index), uuid.strip()))
+    return tuple(table)
+
+
+def host_index(local: int) -> int:
+    """The host index of this process's ``cuda:local`` (its name in every queue).
+
+    CUDA_VISIBLE_DEVICES unset: the same. An integer entry: that integer. A UUID (or a prefix of
+    one): its index in ``host_gpus``. A worker pinned to one card it cannot look up (no nvidia-smi):
+    the card it serves (HFT_WORKER_DEVICE). Otherwise the local index, the best there is."""
+    entries = _visible_entries()
+    if entries is None or local >= len(entries):
+        return local
+    entry = entries[local]
+    if entry.isdigit():
+        return int(entry)
+    for index, uuid in host_gpus():
+        if uuid.startswith(entry) or entry.startswith(uuid):
+            return index
+    served = os.environ.get(WORKER_DEVICE_ENV, "")
+    if len(entries) == 1 and served.startswith("cuda:") and served[5:].isdigit():
+        return int(served[5:])
+    return local
+
+
+def local_index(host: int) -> int | None:
+    """This process's torch index of the host's GPU ``host``; None when it cannot see that card."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return next((i for i in range(n) if host_index(i) == host), None)
+
+
+def gpu_uuid(host: int) -> str:
+    """The UUID ("GPU-...") of the host's GPU ``host``: torch's, for a card this process sees, else
+    nvidia-smi's; "" where neither knows it. Asking torch initialises CUDA in this process."""
+    local = local_index(host)
+    if local is not None:
+        try:
+            uuid = str(torch.cuda.get_device_properties(local).uuid)
+        except (AttributeError, RuntimeError, AssertionError):
+            uuid = ""
+        if uuid:
+            return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+    return next((u for i, u in host_gpus() if i == host), "")
+
+
+def gpu_identity(host: int) -> str:
+    """What to put in a worker's CUDA_VISIBLE_DEVICES for the host's GPU ``host``: its UUID where known
+    (stable whatever the order), else its host index (CUDA's own meaning of an integer entry)."""
+    return gpu_uuid(host) or str(host)
+
+
+def pin_env(device: str) -> dict[str, str]:
+    """Environment for a worker process that serves ``device``'s queue: a GPU alone in its
+    CUDA_VISIBLE_DEVICES (set before torch initialises CUDA there), and the queue it serves
+    (HFT_WORKER_DEVICE), so that its ``local_name(device)`` is "cuda:0". A CPU queue: only the latter."""
+    env = {WORKER_DEVICE_ENV: device}
+    if device.startswith("cuda:") and device[5:].isdigit():
+        env["CUDA_VISIBLE_DEVICES"] = gpu_identity(int(device[5:]))
+    return env
 
 
 def local_name(device: str) -> str:
-    """Inside a worker process pinned to one GPU (CUDA_VISIBLE_DEVICES = that card), the queue's
-    "cuda:N" is this process's "cuda:0"; everywhere else the name is unchanged."""
-    served = os.environ.get(WORKER_DEVICE_ENV, "")
-    if served.startswith("cuda") and device == served and os.environ.get("CUDA_VISIBLE_DEVICES", "").count(",") == 0:
-        return "cuda:0"
+    """This process's torch name of a queue's device: "cuda:N" (the host's GPU N) -> "cuda:<its index
+    here>", e.g. "cuda:0" in a worker pinned to that card. Unchanged for "cpu", "mps", and a GPU this
+    process cannot see (``check_device`` refuses it)."""
+    if device.startswith("cuda:") and device[5:].isdigit():
+        local = local_index(int(device[5:]))
+        if local is not None:
+            return f"cuda:{local}"
+    return device
+
+
+def device_label(device: str) -> str:
+    """A queue's device as recorded with a run: "cuda:1 (GPU-8932f937-...)" where the UUID is known."""
+    if device.startswith("cuda:") and device[5:].isdigit():
+        uuid = gpu_uuid(int(device[5:]))
+        return f"{device} ({uuid})" if uuid else device
     return device
 
 
 def check_device(device: str) -> torch.device:
-    """The torch.device for a config's ``device``, or a DeviceError that says what exists here."""
-    name = local_name(resolve_device(device))
+    """The torch.device for a config's ``device`` in this process (a queue's "cuda:N" is the host's
+    GPU N, see ``local_name``), or a DeviceError that says what exists here."""
+    name = resolve_device(device)
     here = ", ".join(visible_devices())
     if name == "mps":
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -112,14 +210,17 @@ def check_device(device: str) -> torch.device:
             raise DeviceError(f"device={device!r} but no CUDA GPU is visible to this process; devices here: {here}. "
                               f"Use device 'auto' or 'cpu', or run on a machine with a GPU.")
         try:
-            dev = torch.device(name)
+            host = torch.device(name).index or 0
         except RuntimeError:
             raise DeviceError(f"device={device!r} is not a device name; use 'cuda:N' (devices here: {here})") from None
-        index = dev.index or 0
-        if index >= torch.cuda.device_count():
-            raise DeviceError(f"device={device!r} does not exist: this process sees {torch.cuda.device_count()} "
-                              f"GPU(s) ({here}); pick one of those (check CUDA_VISIBLE_DEVICES)")
-        return torch.device("cuda", index)
+        local = local_index(host)
+        if local is None:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            raise DeviceError(f"device={device!r} does not exist here: 'cuda:N' is the host's GPU N, and this "
+                              f"process sees {torch.cuda.device_count()} GPU(s) ({here})"
+                              + (f" through CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "")
+                              + "; pick one of those")
+        return torch.device("cuda", local)
     raise DeviceError(f"device={device!r} is unknown; use 'auto', 'cpu', 'cuda' or 'cuda:N' (devices here: {here})")
 
 

@@ -18,7 +18,9 @@ A thread of the supervising process watches the workers every POLL_S:
   reason is in its log, ``$HFT_HOME/logs/worker-<device>-<slot>.log``.
 
 CPU threads: the cores are split between the workers of a device (``threads_per_run``);
-a GPU worker gets its card alone through CUDA_VISIBLE_DEVICES.
+a GPU worker gets its card alone through CUDA_VISIBLE_DEVICES (``placement.pin_env``): the
+queue "cuda:N" is the host's GPU N, pinned by its UUID where known, whatever the app's own
+CUDA_VISIBLE_DEVICES.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hft_core.control import signal_name
-from hft_core.placement import gpu_identity, threads_per_run
+from hft_core.placement import pin_env, threads_per_run
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +112,7 @@ class WorkerPool:
         env["HFT_HOME"] = str(self.store.home)
         threads = self._threads(slot.device)
         env["OMP_NUM_THREADS"] = str(threads)
-        if slot.device.startswith("cuda"):
-            env["CUDA_VISIBLE_DEVICES"] = gpu_identity(int(slot.device.split(":")[1] or 0))
+        env.update(pin_env(slot.device))  # a GPU worker sees its card alone, by UUID where known (placement.py)
         argv = ["--home", str(self.store.home), "--device", slot.device, "--threads", str(threads),
                 "--max-running", str(self.per_device), "--parent", str(os.getpid())]
         if not self.warm:

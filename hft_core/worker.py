@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from hft_core.config import RunConfig
 from hft_core.control import HEARTBEAT_S, ClaimLost
-from hft_core.placement import DeviceError, resolve_device, visible_devices
+from hft_core.placement import DeviceError, device_label, resolve_device, visible_devices
 from hft_core.store import RunStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def _execute(store: RunStore, run_id: str, train_fn: TrainFn, stop: threading.Ev
     if rec.status != "running":  # claimed runs are running already; direct callers (DDP rank 0) are not
         store.set_status(run_id, "running")
     store.log_event(run_id, f"trained in pid {os.getpid()} with {_torch_threads()} torch thread(s)"
-                    + (f" by worker {worker}" if worker else ""))
+                    + (f" by worker {worker}" if worker else "") + f" on {device_label(rec.device)}")
     try:
         try:
             if stop.is_set():
