@@ -468,12 +468,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_merge(args: argparse.Namespace) -> int:
-    from hft_core import merge
-
-    return merge.cli(args)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     from hft_core import search  # Optuna (and Ray, with --backend ray) are imported only when a study runs
 

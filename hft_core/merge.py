@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -337,9 +338,15 @@ def run_wise_ft(run_id: str, *, points: int = 11, examples: Sequence[dict] | Non
 
 
 # ---- command line: python -m hft_core merge wise-ft|soup|prune ------------------------------
+#
+# `hft merge` is a job like any other (hft_core/jobs.py): it is queued on its device, run by a
+# worker process (the app's or `hft worker`'s when one serves the device, else one started for
+# it, `python -m hft_core.jobs`), and this process only prints its points and its rows. Ctrl-C
+# or `hft stop <id>` stops it between points.
 
 def add_parser(sub: Any) -> None:
-    m = sub.add_parser("merge", help="after training: WiSE-FT interpolation, model soups, magnitude pruning")
+    m = sub.add_parser("merge", help="after training: WiSE-FT interpolation, model soups, magnitude pruning "
+                       "(a job on its device's queue, run by a worker process)")
     m.set_defaults(fn=cli)
     msub = m.add_subparsers(dest="merge_command", required=True)
 
@@ -350,6 +357,10 @@ def add_parser(sub: Any) -> None:
         p.add_argument("--seed", type=int, default=-1, help="data split and head seed (default: the run's, else 0)")
         p.add_argument("--max-length", type=int, default=0, help="truncate texts (default: the run's, else 128)")
         p.add_argument("--out", default="", help="also write the rows to this CSV file")
+        p.add_argument("--device", default="", help="where it evaluates: cpu, cuda:N, auto (default: the run's "
+                       "device for run:<id> models, else cpu)")
+        p.add_argument("--detach", action="store_true", help="only queue the job and print its id; a worker (the "
+                       "app, or `hft worker`) runs it; its rows go to rows.json in its run folder")
 
     w = msub.add_parser("wise-ft", help="evaluate (1-a)*A + a*B for a in 0..1")
     w.add_argument("--a", default="", help="start model (default: the run's model when --b is run:<id>)")
@@ -369,59 +380,147 @@ def add_parser(sub: Any) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
+    from hft_core import jobs
+    from hft_core.store import RunStore
+
+    store = RunStore()
+    try:
+        kind, params, device = job_of(args, store)
+        if args.detach and args.out:
+            raise MergeError("--out needs this command to wait for the rows; with --detach they are written to "
+                             "rows.json in the job's run folder (drop --out, or drop --detach)")
+        run_id = jobs.submit_job(store, kind, params, device=device)
+        if args.detach:
+            print(run_id)
+            jobs.say_who_serves(store, run_id)
+            return 0
+        try:
+            outcome = jobs.run_by_worker(store, run_id, say=lambda m: print(m, file=sys.stderr, flush=True),
+                                         on_point=lambda step, values: print(_point_line(kind, step, values),
+                                                                             file=sys.stderr, flush=True))
+        except jobs.WorkerGone as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"not waiting for job {run_id} any longer; it stops after its current point (`hft queue` shows "
+                  f"it)", file=sys.stderr)
+            return 130
+        rec = store.get_run(run_id)
+        if outcome == "failed":
+            print(f"error: job {run_id} failed: {rec.error}", file=sys.stderr)
+            return 2 if jobs.user_error(rec.error or "") else 1
+        rows = jobs.rows_of(store, run_id)
+        _print_rows(rows)
+        if kind == "soup" and params.get("save") and outcome == "finished":
+            print(f"greedy soup saved to {args.save}")
+        if args.out and rows:
+            import pandas as pd
+
+            pd.DataFrame(rows).to_csv(args.out, index=False)
+            print(f"wrote {args.out}")
+        if outcome != "finished":
+            print(f"job {run_id} {outcome}" + (f" ({rec.stop_reason})" if rec.stop_reason else "")
+                  + f"; run it again with: hft train --resume {run_id}", file=sys.stderr)
+            return 130 if rec.stop_reason and "Ctrl-C" in rec.stop_reason else 1
+        return 0
+    finally:
+        store.close()
+
+
+def job_of(args: argparse.Namespace, store: Any) -> tuple[str, dict[str, Any], str]:
+    """The flags of `hft merge` as a job: (kind, parameters, device). Defaults come from the first
+    run:<id> source's config; paths are made absolute (a worker has its own working folder); model
+    sources and data files are checked here, so a typo is refused before anything is queued."""
     cmd = args.merge_command
     sources = [args.b] if cmd == "wise-ft" else list(args.models) if cmd == "soup" else [args.model]
-    ctx = _cli_context(args, sources)
-    kw = dict(seed=ctx["seed"], max_length=ctx["max_length"])
+    cfg, run_device = _first_run_config(sources, store)
+    spec = _eval_of(args, cfg)
     if cmd == "wise-ft":
-        a = args.a or ctx.get("model")
+        a = args.a or (cfg.model if cfg else "")
         if not a:
             raise MergeError("--a is needed: the start model (it defaults to the run's model only for --b run:<id>)")
-        alphas = [i / (args.points - 1) for i in range(args.points)] if args.points >= 2 else [0.0, 1.0]
-        rows = wise_ft_sweep(a, args.b, ctx["task"], ctx["examples"], alphas=alphas, **kw)
+        if args.points < 2:
+            raise MergeError(f"--points {args.points}: use at least 2 (the two endpoints)")
+        kind, params = "wise_ft", {"a": _model_source(a, store), "b": _model_source(args.b, store),
+                                   "points": args.points}
     elif cmd == "soup":
-        rows, soup = soup_sweep(sources, ctx["task"], ctx["examples"], metric=args.metric, **kw)
+        kind, params = "soup", {"models": [_model_source(m, store) for m in sources], "metric": args.metric}
         if args.save:
-            _save_state(soup, sources[0], ctx["task"], ctx["examples"], args.save, seed=ctx["seed"])
-            print(f"greedy soup saved to {args.save}")
+            params["save"] = str(Path(args.save).expanduser().absolute())
     else:
-        rows = prune_sweep(args.model, ctx["task"], ctx["examples"], sparsities=args.sparsity, scope=args.scope, **kw)
-    _print_rows(rows)
-    if args.out:
-        import pandas as pd
+        kind, params = "prune", {"model": _model_source(args.model, store), "sparsities": list(args.sparsity),
+                                 "scope": args.scope}
+    from hft_core.placement import check_device
 
-        pd.DataFrame(rows).to_csv(args.out, index=False)
-        print(f"wrote {args.out}")
-    return 0
+    device = args.device or run_device or "cpu"
+    check_device(device)  # a device this process cannot see is refused now (DeviceError)
+    return kind, {**params, "eval": spec}, device
 
 
-def _cli_context(args: argparse.Namespace, sources: Sequence[str]) -> dict[str, Any]:
-    """Task, data and settings from the flags, filled in from the first run:<id> source's config."""
-    from hft_core import data, home
+def _first_run_config(sources: Sequence[str], store: Any) -> tuple[Any, str]:
+    """The config (and device) of the first run:<id> source: from the store, else from its checkpoint."""
+    from hft_core import home
     from hft_core.config import RunConfig
 
-    cfg = None
     for s in sources:
         if s.startswith("run:"):
+            try:
+                rec = store.get_run(s[4:])
+                return rec.cfg, rec.device
+            except KeyError:
+                pass
             path = home.checkpoint_dir(s[4:]) / "run_config.yaml"
             if path.is_file():
-                cfg = RunConfig.from_yaml(path.read_text())
-                break
+                return RunConfig.from_yaml(path.read_text()), ""
+    return None, ""
+
+
+def _eval_of(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """How the job builds its held-out examples (jobs.EVAL_KEYS) from the flags and the run's config."""
     task = args.task or (cfg.task if cfg else "")
     source = args.data or (cfg.data if cfg else "")
     if not task or not source:
         raise MergeError("give --task and --data (they default to a run's own only for run:<id> models)")
-    seed = args.seed if args.seed >= 0 else (cfg.seed if cfg else 0)
-    n_eval = args.n_eval or (cfg.n_eval if cfg else 200)
     same = cfg is not None and source == cfg.data
-    split = data.load_data(source, task, n_eval=n_eval, seed=seed,
-                           n_train=cfg.n_train if same else 0, eval_fraction=cfg.eval_fraction if same else 0.2,
-                           text_column=cfg.text_column if same else "", label_column=cfg.label_column if same else "")
-    return {"task": task, "examples": split.eval, "seed": seed, "model": cfg.model if cfg else "",
-            "max_length": args.max_length or (cfg.max_length if cfg else 128)}
+    if not source.startswith(("bundled:", "hub:")):
+        from hft_core.data import DataError
+
+        path = Path(source).expanduser().absolute()
+        if not path.is_file():
+            raise DataError(f"data file {source!r} not found ({path}); give the path of a .csv, .jsonl, .json or "
+                            f".parquet file, a bundled dataset such as bundled:bbc-news, or hub:<name>")
+        source = str(path)
+    return {"task": task, "data": source, "n_eval": args.n_eval or (cfg.n_eval if cfg else 200),
+            "seed": args.seed if args.seed >= 0 else (cfg.seed if cfg else 0),
+            "max_length": args.max_length or (cfg.max_length if cfg else 128),
+            "n_train": cfg.n_train if same else 0, "eval_fraction": cfg.eval_fraction if same else 0.2,
+            "text_column": cfg.text_column if same else "", "label_column": cfg.label_column if same else ""}
 
 
-def _save_state(state: State, like_source: str, task: str, examples: Sequence[dict], folder: str, *, seed: int) -> None:
+def _model_source(source: str, store: Any) -> str:
+    """A model source checked now (ModelError names the problem), a folder as an absolute path.
+    A run:<id> still queued or running is not checked: the job waits for it."""
+    from hft_core import models
+
+    kind = models._parse(source).kind  # noqa: SLF001 - the syntax check, without loading anything
+    if kind == "run":
+        try:
+            if store.get_run(source[4:].strip()).status in ("queued", "running"):
+                return source
+        except KeyError:
+            pass
+    path = models.resolve_path(source)  # reads no weights: a folder's config.json, a run's checkpoint
+    return path if kind == "local" else source
+
+
+def _point_line(kind: str, step: int, values: Mapping[str, float]) -> str:
+    """One measured point of a job, for the terminal."""
+    head = {"wise_ft": lambda: f"a={values.get('wise_ft/a', step / 100):.2f}",
+            "prune": lambda: f"sparsity={values.get('prune/sparsity', step / 100):.2f}"}.get(kind, lambda: f"step {step}")()
+    return f"  {head}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()) if k.startswith("eval/"))
+
+
+def save_state(state: State, like_source: str, task: str, examples: Sequence[dict], folder: str, *, seed: int) -> None:
     from hft_core import models
 
     num_labels = infer_num_labels([like_source], task, examples)
