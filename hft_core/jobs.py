@@ -79,15 +79,14 @@ def _check_sparsities(params: Mapping[str, Any]) -> None:
         raise JobError(f"prune: scope={params.get('scope')!r}: use 'global' or 'per_tensor'")
 
 
-# kind -> (runs of the "of" form, extra check, default name, model-source keys of the other form)
-KINDS: dict[str, tuple[Callable[[Mapping[str, Any], str], list[str]], Callable[[Mapping[str, Any]], None], str,
-                       tuple[str, ...]]] = {
-    "wise_ft": (_one_run, _check_points, WISE_FT_NAME, ("a", "b")),
-    "prune": (_one_run, _check_sparsities, PRUNE_NAME, ("model",)),
-    "soup": (_many_runs, lambda p: None, SOUP_NAME, ("models",)),
+# kind -> (runs of the "of" form, extra check, default name)
+KINDS: dict[str, tuple[Callable[[Mapping[str, Any], str], list[str]], Callable[[Mapping[str, Any]], None], str]] = {
+    "wise_ft": (_one_run, _check_points, WISE_FT_NAME),
+    "prune": (_one_run, _check_sparsities, PRUNE_NAME),
+    "soup": (_many_runs, lambda p: None, SOUP_NAME),
     # a time-estimate probe (hft_core/estimate.py): {"key": ..., "what": "shape", "cfg": {...}} or
     # {"key": ..., "what": "bf16", "device": "cpu"}; it reads no run, it measures its device alone
-    "probe": (lambda p, kind: [], lambda p: None, "estimate probe", ()),
+    "probe": (lambda p, kind: [], lambda p: None, "estimate probe"),
 }
 
 

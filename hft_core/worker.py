@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from hft_core.config import RunConfig
-from hft_core.control import HEARTBEAT_S, ClaimLost
+from hft_core.control import HEARTBEAT_S, Claim, ClaimLost
 from hft_core.placement import DeviceError, device_label, resolve_device, visible_devices
 from hft_core.store import RunStore, StoreError
 
@@ -231,33 +231,32 @@ class Worker:
                 self._wake.clear()
                 continue
             last_claim, seen = time.monotonic(), queued
-            try:
-                claim = self.store.claim(self.id, self.device, max_running=self.max_per_device)
-            except StoreError as e:
-                log.warning("worker %s: cannot claim from %s: %s", self.id, self.store.path, e)
-                claim = None
-            if claim is None:
-                self._wake.wait(idle_poll)
-                self._wake.clear()
-                continue
-            seen = None  # after a run, look again at once
-            self._run(claim.run_id, claim.resume)
+            claim = self._claim_or_wait(idle_poll)
+            if claim is not None:
+                seen = None  # after a run, look again at once
+                self._run(claim.run_id, claim.resume)
 
     def _serve(self) -> None:
         while not self._closed.is_set():
             if self.store.closed:  # the store went away under us (its owner closed it): nothing to serve
                 self._closed.set()
                 return
-            try:
-                claim = self.store.claim(self.id, self.device, max_running=self.max_per_device)
-            except StoreError as e:
-                log.warning("worker %s: cannot claim from %s: %s", self.id, self.store.path, e)
-                claim = None
-            if claim is None:
-                self._wake.wait(CLAIM_POLL_S)
-                self._wake.clear()
-                continue
-            self._run(claim.run_id, claim.resume)
+            claim = self._claim_or_wait(CLAIM_POLL_S)
+            if claim is not None:
+                self._run(claim.run_id, claim.resume)
+
+    def _claim_or_wait(self, wait_s: float) -> Claim | None:
+        """Claim the device's next run for this worker; with none to take (or the store unreadable for
+        a moment, logged), wait up to ``wait_s`` for a ``wake`` and return None."""
+        try:
+            claim = self.store.claim(self.id, self.device, max_running=self.max_per_device)
+        except StoreError as e:
+            log.warning("worker %s: cannot claim from %s: %s", self.id, self.store.path, e)
+            claim = None
+        if claim is None:
+            self._wake.wait(wait_s)
+            self._wake.clear()
+        return claim
 
     # ---- training reserved runs in the calling thread (foreground workers) ------------------------
     def reserve(self, cfg: RunConfig, *, group: str = "", name: str = "", kind: str = "train",
