@@ -185,8 +185,11 @@ class RunStore(ControlPlane):
         for v in range(version + 1, latest + 1):
             con.execute("BEGIN IMMEDIATE")
             try:
-                MIGRATIONS[v](con)
-                con.execute(f"PRAGMA user_version = {int(v)}")
+                # read again under the write lock: another process opening a new store at the same
+                # moment may have applied this step since the read above
+                if con.execute("PRAGMA user_version").fetchone()[0] < v:
+                    MIGRATIONS[v](con)
+                    con.execute(f"PRAGMA user_version = {int(v)}")
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:

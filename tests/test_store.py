@@ -338,6 +338,35 @@ def test_migrations_are_applied_in_order(tmp_path, monkeypatch):
     assert "notes" in [r[1] for r in con.execute("PRAGMA table_info(runs)")]
 
 
+def test_six_openers_of_a_new_store_at_once_each_get_it_whole(tmp_path):
+    """Several openers of one brand-new store race through the migrations: each step is applied once
+    (a second ALTER TABLE would fail with "duplicate column name"), and every opener can use the store."""
+    for attempt in range(12):
+        home = tmp_path / f"home{attempt}"
+        home.mkdir()
+        start = threading.Barrier(6)
+        errors: list[BaseException] = []
+
+        def open_and_use() -> None:
+            try:
+                start.wait(timeout=30)
+                with RunStore(home) as s:
+                    s.create_run(cfg(), name="mine")
+            except BaseException as e:  # noqa: BLE001 (collected, asserted below)
+                errors.append(e)
+
+        threads = [threading.Thread(target=open_and_use) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "an opener hung"
+        assert errors == [], f"attempt {attempt}: {errors[0]!r}"
+        with RunStore(home) as s:
+            assert len(s.list_runs()) == 6
+        assert sqlite3.connect(home / "runs.sqlite").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
 def test_a_store_from_a_newer_app_is_refused(tmp_path):
     with RunStore(tmp_path):
         pass
