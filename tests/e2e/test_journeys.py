@@ -25,6 +25,7 @@ import zipfile
 
 import pytest
 import yaml
+from scipy import stats as sps
 
 from e2e_helpers import wait_for, wait_idle
 
@@ -48,6 +49,9 @@ PLOTS_JS = """() => {
     traces: p._fullData.map(t => ({name: t.name || '', n: (t.x || []).length, fill: t.fill || 'none',
                                    x: [...(t.x || [])], y: [...(t.y || [])]}))}));
 }"""
+TABLES_JS = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')].map(t =>
+  // st.dataframe draws on a canvas; its accessible table holds the text: header row first
+  [...t.querySelectorAll('tr')].map(tr => [...tr.children].map(c => c.textContent.trim())))"""
 METRICS_JS = """() => Object.fromEntries([...document.querySelectorAll('[data-testid="stMetric"]')].map(m => [
   m.querySelector('[data-testid="stMetricLabel"]').innerText.trim(),
   m.querySelector('[data-testid="stMetricValue"]').innerText.trim()]))"""
@@ -60,6 +64,11 @@ def plots(page) -> list[dict]:
 def plot_titled(page, start: str) -> dict | None:
     """The chart whose title starts with ``start`` (None while there is none)."""
     return next((p for p in plots(page) if p["title"].startswith(start)), None)
+
+
+def tables(page) -> list[list[dict[str, str]]]:
+    """Every st.dataframe on the page (its rows drawn so far) as a list of {column: text}."""
+    return [[dict(zip(rows[0], r)) for r in rows[1:]] for rows in page.evaluate(TABLES_JS) if rows]
 
 
 def metric(page, label: str) -> str:
@@ -87,11 +96,26 @@ def expand(page, title: str) -> None:
     wait_idle(page)
 
 
+def open_list(page, label: str):
+    """Open the option list of the selectbox ``label``; reopens it if a rerun closed it (slow, busy machines)."""
+    deadline = time.time() + 60
+    while True:
+        widget(page, "stSelectbox", label).locator("input").first.click()
+        try:
+            page.get_by_role("option").first.wait_for(timeout=5000)
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            page.keyboard.press("Escape")
+            wait_idle(page)
+
+
 def choose(page, label: str, option) -> None:
     """Pick ``option`` (text or pattern) in the selectbox ``label``; reopens the list if a rerun closed it."""
     deadline = time.time() + 60
     while True:
-        widget(page, "stSelectbox", label).click()
+        open_list(page, label)
         opt = page.get_by_role("option", name=option)
         try:
             opt.first.wait_for(timeout=5000)
@@ -107,8 +131,7 @@ def choose(page, label: str, option) -> None:
 
 def options(page, label: str) -> list[str]:
     """The options the selectbox ``label`` offers (opens its list, reads it, closes it)."""
-    widget(page, "stSelectbox", label).click()
-    page.get_by_role("option").first.wait_for(timeout=30_000)
+    open_list(page, label)
     names = [o.inner_text().strip() for o in page.get_by_role("option").all()]
     page.keyboard.press("Escape")
     return names
@@ -140,36 +163,41 @@ def app(page, app_server):
 
 
 # ---- the runs a journey starts from -------------------------------------------------------------
+def stopping_at(step: int):
+    """The real trainer, asked to stop (as Stop does) once step ``step`` is logged: the run ends
+    "stopped" with its checkpoint at exactly that step, however fast the machine."""
+    from hft_core.runs import load_trainer
+
+    train = load_trainer()
+
+    class StopAt:  # the store's sink, plus the stop
+        def __init__(self, sink, stop):
+            self.sink, self.stop = sink, stop
+
+        def log(self, at, values):
+            self.sink.log(at, values)
+            if at >= step:
+                self.stop.set()
+
+        def __getattr__(self, attr):
+            return getattr(self.sink, attr)
+
+    def train_fn(cfg, sink=None, stop=None, **kw):
+        return train(cfg, StopAt(sink, stop), stop, **kw)
+    return train_fn
+
+
 def train_run(home, name: str, steps: int, stop_after: int | None = None, **fields) -> str:
     """A real tiny:bert run trained here (``run_here``: queued in the app's store, trained in this
-    process). ``stop_after``: it is asked to stop once that step is logged, as Stop would, and ends
-    "stopped" with its checkpoint at exactly that step."""
+    process, a few seconds). ``stop_after``: stopped at that step (``stopping_at``)."""
     from hft_core.config import RunConfig
-    from hft_core.runs import load_trainer, run_here
+    from hft_core.runs import run_here
     from hft_core.store import RunStore
-
-    train_fn = None
-    if stop_after is not None:
-        train = load_trainer()
-
-        class StopAt:  # the store's sink, and a Stop as soon as step ``stop_after`` is logged
-            def __init__(self, sink, stop):
-                self.sink, self.stop = sink, stop
-
-            def log(self, step, values):
-                self.sink.log(step, values)
-                if step >= stop_after:
-                    self.stop.set()
-
-            def __getattr__(self, attr):
-                return getattr(self.sink, attr)
-
-        def train_fn(cfg, sink=None, stop=None, **kw):
-            return train(cfg, StopAt(sink, stop), stop, **kw)
 
     cfg = RunConfig(**{**TINY, "max_steps": steps, **fields})
     with RunStore(home) as store:
-        out = run_here(cfg, store=store, name=name, train_fn=train_fn, handle_ctrl_c=False)
+        out = run_here(cfg, store=store, name=name, train_fn=None if stop_after is None else stopping_at(stop_after),
+                       handle_ctrl_c=False)
         rec = store.get_run(out.run_id)
     assert rec.status == ("finished" if stop_after is None else "stopped"), (rec.status, rec.error)
     assert rec.checkpoint_dir, rec
@@ -329,6 +357,8 @@ def test_delete_a_run_from_the_page_removes_it_from_the_list_and_the_store(app, 
     app.get_by_role("button", name="Yes, delete it").click()
     app.get_by_text(f"Deleted {gone}.").first.wait_for(timeout=60_000)
     listed = options(app, "Run")
+    shown = [row["id"] for row in tables(app)[0]]  # the table of runs above it
+    assert shown == [keep], shown
     assert not any(gone in o for o in listed) and any(keep in o for o in listed), listed
     assert keep in selected(app, "Run")
     with RunStore(home) as store:
@@ -424,6 +454,22 @@ def test_compare_draws_seed_bands_and_deltas_against_a_baseline(app, app_server,
     app.get_by_role("tab", name=re.compile("Over seeds")).click()
     app.get_by_text(re.compile(r"runs whose configs differ only by seed are one variant")).first.wait_for(
         timeout=30_000)
-    assert app.get_by_text(re.compile(r"3 seeds")).count() >= 1
+
+    def seed_tables():
+        shown = tables(app)
+        means = next((t for t in shown if t and "variant" in t[0]), None)
+        diffs = next((t for t in shown if t and "paired difference" in t[0]), None)
+        return means and diffs and (means, diffs)
+    means, diffs = wait_for(seed_tables, 30, "the tables of means and paired differences over seeds")
+    half = sps.t.ppf(0.975, 2) * 1.0 / 3 ** 0.5     # 95% t-interval over 3 seeds whose finals are 1 point apart
+    by_variant = {row["variant"]: row for row in means}
+    for label, mean in (("lr 0.001", 56.0), ("lr 0.0003", 46.0)):
+        row = by_variant[label]
+        assert row["mean [95% interval]"] == f"{mean:.1f}% [{mean - half:.1f}, {mean + half:.1f}]", row
+        assert row["seeds"] == "3" and row["final value on each seed"] == \
+            f"0: {mean - 1:.1f}, 1: {mean:.1f}, 2: {mean + 1:.1f}", row
+    (diff,) = diffs
+    assert diff == {"paired difference": "lr 0.001 − lr 0.0003", "mean [95% interval]": "+10.0 points [+10.0, +10.0]",
+                    "higher on": "3/3 seeds"}, diff
     shot(app, "e2e-62-compare-over-seeds")
     assert not app.console_errors
