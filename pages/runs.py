@@ -81,7 +81,10 @@ st.subheader(f"{rec.name or rec.id}  ·  {rec.id}")
 last = store.last_metrics(rec.id)
 m = st.columns(5)
 m[0].metric("status", f"{ui_state.STATUS_ICONS.get(rec.status, '')} {rec.status}")
-m[1].metric("step", f"{int(last.get('step', 0))} / {rec.config.get('max_steps', '?')}")
+if rec.kind in after_training.JOB_AXES:  # a job's steps are its own axis (a or sparsity x 100, soup number)
+    m[1].metric("points evaluated", len(after_training.job_results(rec.kind, store.metrics(rec.id))))
+else:
+    m[1].metric("step", f"{int(last.get('step', 0))} / {rec.config.get('max_steps', '?')}")
 m[2].metric("loss (nats)", f"{last['loss']:.4f}" if "loss" in last else "-")
 if "eval/accuracy" in last:
     m[3].metric("eval accuracy", f"{last['eval/accuracy'] * 100:.1f} %")
