@@ -283,6 +283,7 @@ def test_wise_ft_queued_from_the_runs_page_finishes_and_draws_its_line(app, app_
     app.locator("h1", has_text="Runs").first.wait_for(timeout=LONG * 1000)
     choose(app, "Run", re.compile(job))                                   # the job, as a user picks it
     wait_for(lambda: metric(app, "status").endswith("finished"), 60, "the job shown finished")
+    assert metric(app, "points evaluated") == "3" and not metric(app, "step")   # not "step 100 / 4": a is its axis
     line = wait_for(lambda: plot_titled(app, "eval/accuracy along the job"), 60, "the job's results chart")
     (trace,) = line["traces"]
     assert trace["x"] == [0.0, 0.5, 1.0]                                 # a = 0, 0.5, 1: start, middle, fine-tuned
@@ -304,7 +305,11 @@ def test_attributions_of_a_finished_run_colour_its_tokens(app, app_server, shot)
     titles = [spans.nth(i).get_attribute("title") for i in range(n)]
     assert all(re.fullmatch(r".+: [+-]\d+\.\d{4}", t) for t in titles), titles[:5]
     assert app.get_by_text(re.compile(r"toward .+ \(predicted")).count() >= 1
+    probs = next(t for t in tables(app) if t and "probability" in t[0])       # one row per BBC topic
+    assert sorted(r["class"] for r in probs) == ["business", "entertainment", "politics", "sports", "tech"], probs
+    assert sum(float(r["probability"]) for r in probs) == pytest.approx(1, abs=0.03)   # shown to 2 decimals
     assert app.get_by_text(re.compile(r"sum of attributions [+-]\d")).count() >= 1   # the completeness check
+    spans.first.scroll_into_view_if_needed()
     shot(app, "e2e-54-runs-attributions")
     assert not app.console_errors
 
@@ -320,8 +325,10 @@ def test_resume_clicked_on_a_stopped_run_continues_it_to_the_end(app, app_server
              "the run shown stopped at step 3 of 8")
     app.get_by_role("button", name="Resume").click()
     app.get_by_text(f"Resumed {rid}: it is queued").first.wait_for(timeout=60_000)
-    shown = metric(app, "status")                     # the page as drawn right after the click
-    assert shown.endswith("queued") or shown.endswith("running"), shown
+    # the page as drawn right after the click: queued or running (finished only if the worker beat a slow page)
+    shown = wait_for(lambda: (v := metric(app, "status")) and not v.endswith("stopped") and v, 60,
+                     "the page to show the run again after Resume")
+    assert shown.split()[-1] in ("queued", "running", "finished"), shown
     shot(app, "e2e-55-runs-resumed")
     assert wait_for(lambda: (s := run_status(home, rid)) not in ("queued", "running") and s, LONG,
                     "the resumed run to end") == "finished"
@@ -333,7 +340,10 @@ def test_resume_clicked_on_a_stopped_run_continues_it_to_the_end(app, app_server
         steps = store.metrics(rid, names=["loss"])["step"].tolist()
         log = [m for _, _, m in store.events(rid)]
     assert sorted(steps) == list(range(1, 9)), steps  # one curve: steps 1-3, then 4-8 after the resume
-    assert "resumed from step 3" in log and any(m.startswith("finished at step 8") for m in log), log
+    # queued again, claimed by a worker of the app (the first claim was this process's), trained on from step 3
+    assert log.index("resuming from the checkpoint at step 3") < log.index("resumed from step 3"), log
+    assert sum(m.startswith("claimed by worker") for m in log) == 2, log
+    assert any(m.startswith("finished at step 8") for m in log), log
     shot(app, "e2e-56-runs-resumed-finished")
     assert not app.console_errors
 
