@@ -13,7 +13,7 @@ the store: trained for real in this process (``run_here``, tiny:bert, a few step
 needs a checkpoint, else written straight into the store (known numbers, no training). Training
 in the browser is kept to a few steps of tiny:bert. Every wait reads the state its assertion is
 about, with a generous deadline (e2e_helpers); no fixed sleeps. Screenshots:
-artifacts/screenshots/e2e-5*.png.
+artifacts/screenshots/e2e-5*.png and e2e-6*.png.
 """
 from __future__ import annotations
 
@@ -237,7 +237,6 @@ def test_search_form_starts_a_study_and_compare_shows_its_trials(app, app_server
     set_number(app, "trials", 2)
     choose(app, "pruner", "none")
     set_text(app, "study name", study)
-    shot(app, "e2e-50-train-search-form")
     app.get_by_role("button", name="Start the study").click()
     app.get_by_text(f"Study '{study}' started").first.wait_for(timeout=60_000)
 
@@ -275,7 +274,6 @@ def test_wise_ft_queued_from_the_runs_page_finishes_and_draws_its_line(app, app_
     queued = app.get_by_text(re.compile(r"Queued as run r-\w+"))
     queued.first.wait_for(timeout=60_000)
     job = re.search(r"Queued as run (r-\w+)", queued.first.inner_text()).group(1)
-    shot(app, "e2e-52-runs-wise-ft-queued")
     assert wait_for(lambda: (s := run_status(home, job)) not in ("queued", "running") and s, LONG,
                     "the WiSE-FT job to end") == "finished"
 
@@ -302,7 +300,8 @@ def test_attributions_of_a_finished_run_colour_its_tokens(app, app_server, shot)
     app.get_by_role("button", name="Explain").click()
     spans = app.locator('[data-testid="stHtml"] span[title]')
     n = wait_for(lambda: spans.count(), LONG, "the example's tokens coloured by their attribution")
-    titles = [spans.nth(i).get_attribute("title") for i in range(n)]
+    titles = spans.evaluate_all("spans => spans.map(s => s.title)")
+    assert len(titles) >= n
     assert all(re.fullmatch(r".+: [+-]\d+\.\d{4}", t) for t in titles), titles[:5]
     assert app.get_by_text(re.compile(r"toward .+ \(predicted")).count() >= 1
     probs = next(t for t in tables(app) if t and "probability" in t[0])       # one row per BBC topic
@@ -329,7 +328,6 @@ def test_resume_clicked_on_a_stopped_run_continues_it_to_the_end(app, app_server
     shown = wait_for(lambda: (v := metric(app, "status")) and not v.endswith("stopped") and v, 60,
                      "the page to show the run again after Resume")
     assert shown.split()[-1] in ("queued", "running", "finished"), shown
-    shot(app, "e2e-55-runs-resumed")
     assert wait_for(lambda: (s := run_status(home, rid)) not in ("queued", "running") and s, LONG,
                     "the resumed run to end") == "finished"
 
@@ -360,7 +358,7 @@ def test_delete_a_run_from_the_page_removes_it_from_the_list_and_the_store(app, 
     (folder / "checkpoint").mkdir(parents=True)      # what a trained run leaves: its checkpoint folder
     (folder / "checkpoint" / "model.safetensors").write_bytes(b"weights")
     open_page(app, "runs", "Runs")
-    choose(app, "Run", re.compile(gone))
+    assert gone in selected(app, "Run")                                   # the newest run: selected
     app.get_by_role("button", name="Delete…").click()
     app.get_by_text(re.compile(r"This cannot be undone")).first.wait_for(timeout=30_000)
     shot(app, "e2e-57-runs-delete-confirm")
@@ -376,12 +374,11 @@ def test_delete_a_run_from_the_page_removes_it_from_the_list_and_the_store(app, 
         with pytest.raises(UnknownRun):
             store.get_run(gone)
     assert not folder.exists()
-    shot(app, "e2e-58-runs-deleted")
     assert not app.console_errors
 
 
 # ---- f. Export ---------------------------------------------------------------------------------
-def test_export_downloads_a_zip_with_the_runs_metrics_and_config(app, app_server, tmp_path, shot):
+def test_export_downloads_a_zip_with_the_runs_metrics_and_config(app, app_server, tmp_path):
     from hft_core.store import RunStore
 
     losses = {1: 1.61, 2: 1.52, 3: 1.37, 4: 1.20}
@@ -401,7 +398,6 @@ def test_export_downloads_a_zip_with_the_runs_metrics_and_config(app, app_server
     assert {int(r["step"]): float(r["loss"]) for r in rows} == losses
     assert float(rows[-1]["eval/accuracy"]) == 0.25
     assert (config["model"], config["max_steps"], config["lr"], config["seed"]) == ("tiny:bert", 4, 3e-4, 7)
-    shot(app, "e2e-59-runs-export")
     assert not app.console_errors
 
 
@@ -443,7 +439,6 @@ def test_compare_draws_seed_bands_and_deltas_against_a_baseline(app, app_server,
         assert mean["x"] == [10, 20, 30, 40] and mean["y"] == pytest.approx(expected), mean
         hi, lo = [pct * acc[lr, 2][k] for k in range(4)], [pct * acc[lr, 0][k] for k in range(4)]
         assert band["y"] == pytest.approx(hi + lo[::-1]), band
-    shot(app, "e2e-60-compare-seed-bands")
 
     base = ids[3e-4, 0]
     choose(app, "Paired deltas against", re.compile(base))
