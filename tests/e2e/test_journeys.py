@@ -280,8 +280,10 @@ def test_wise_ft_queued_from_the_runs_page_finishes_and_draws_its_line(app, app_
     app.reload()                                      # the Runs page lists the store as it is now
     app.locator("h1", has_text="Runs").first.wait_for(timeout=LONG * 1000)
     choose(app, "Run", re.compile(job))                                   # the job, as a user picks it
-    wait_for(lambda: metric(app, "status").endswith("finished"), 60, "the job shown finished")
-    assert metric(app, "points evaluated") == "3" and not metric(app, "step")   # not "step 100 / 4": a is its axis
+    # (its source run was finished too: the job's own metric tells the page was drawn for the job)
+    wait_for(lambda: metric(app, "points evaluated") == "3" and metric(app, "status").endswith("finished"), 60,
+             "the job shown finished, with its 3 points")
+    assert not metric(app, "step")                                       # not "step 100 / 4": a is its axis
     line = wait_for(lambda: plot_titled(app, "eval/accuracy along the job"), 60, "the job's results chart")
     (trace,) = line["traces"]
     assert trace["x"] == [0.0, 0.5, 1.0]                                 # a = 0, 0.5, 1: start, middle, fine-tuned
@@ -299,15 +301,17 @@ def test_attributions_of_a_finished_run_colour_its_tokens(app, app_server, shot)
     set_number(app, "IG steps", 8)                                        # the fewest: quick, a looser delta
     app.get_by_role("button", name="Explain").click()
     spans = app.locator('[data-testid="stHtml"] span[title]')
-    n = wait_for(lambda: spans.count(), LONG, "the example's tokens coloured by their attribution")
+    # the completeness check under a class's tokens: drawn after them
+    app.get_by_text(re.compile(r"sum of attributions [+-]\d")).first.wait_for(timeout=LONG * 1000)
+    n = wait_for(lambda: spans.count(), 60, "the example's tokens coloured by their attribution")
     titles = spans.evaluate_all("spans => spans.map(s => s.title)")
     assert len(titles) >= n
     assert all(re.fullmatch(r".+: [+-]\d+\.\d{4}", t) for t in titles), titles[:5]
     assert app.get_by_text(re.compile(r"toward .+ \(predicted")).count() >= 1
-    probs = next(t for t in tables(app) if t and "probability" in t[0])       # one row per BBC topic
+    probs = wait_for(lambda: next((t for t in tables(app) if t and "probability" in t[0]), None), 60,
+                     "the table of predicted probabilities")                  # one row per BBC topic
     assert sorted(r["class"] for r in probs) == ["business", "entertainment", "politics", "sports", "tech"], probs
     assert sum(float(r["probability"]) for r in probs) == pytest.approx(1, abs=0.03)   # shown to 2 decimals
-    assert app.get_by_text(re.compile(r"sum of attributions [+-]\d")).count() >= 1   # the completeness check
     spans.first.scroll_into_view_if_needed()
     shot(app, "e2e-54-runs-attributions")
     assert not app.console_errors
@@ -364,11 +368,13 @@ def test_delete_a_run_from_the_page_removes_it_from_the_list_and_the_store(app, 
     shot(app, "e2e-57-runs-delete-confirm")
     app.get_by_role("button", name="Yes, delete it").click()
     app.get_by_text(f"Deleted {gone}.").first.wait_for(timeout=60_000)
-    listed = options(app, "Run")
-    shown = [row["id"] for row in tables(app)[0]]  # the table of runs above it
-    assert shown == [keep], shown
-    assert not any(gone in o for o in listed) and any(keep in o for o in listed), listed
-    assert keep in selected(app, "Run")
+    # the page drawn again (a rerun replaces the old elements one by one): the table, then the picker
+    wait_for(lambda: (t := tables(app)) and [row["id"] for row in t[0]] == [keep], 60,
+             "the table of runs to list only the run kept")
+    wait_for(lambda: keep in selected(app, "Run"), 60, "the run kept to be selected")
+    listed = wait_for(lambda: (o := options(app, "Run")) and not any(gone in x for x in o) and o, 60,
+                      "the Run picker without the deleted run")
+    assert len(listed) == 1 and keep in listed[0], listed
     with RunStore(home) as store:
         assert [r.id for r in store.list_runs()] == [keep]
         with pytest.raises(UnknownRun):
