@@ -141,7 +141,8 @@ def start_to_first_point(browser, url: str, store: RunStore, repeats: int) -> li
         first = store.metrics(run_id, names=["loss"])
         t_metric = float(first["wall_time"].min()) if not first.empty else float("nan")
         out.append({"total": t_point - t0, "created": rec.created - t0, "live_page": t_live - t0,
-                    "first_metric": t_metric - t0, "drawn_after_metric": t_point - t_metric})
+                    "claimed": (rec.started or float("nan")) - t0, "first_metric": t_metric - t0,
+                    "drawn_after_metric": t_point - t_metric})
         page.close()
         stop_page = browser.new_page(viewport={"width": 1280, "height": 800})
         stop_page.goto(url + "/")
@@ -156,6 +157,7 @@ def start_to_first_point(browser, url: str, store: RunStore, repeats: int) -> li
         stop_page.close()
         print(f"  start -> first point #{i + 1}: {out[-1]['total']:.2f} s "
               f"(run stored {out[-1]['created']:.2f} s, Live page {out[-1]['live_page']:.2f} s, "
+              f"claimed by a worker {out[-1]['claimed']:.2f} s, "
               f"first metric written {out[-1]['first_metric']:.2f} s, drawn {out[-1]['drawn_after_metric']:.2f} s "
               f"after it)", flush=True)
     return out
@@ -181,9 +183,19 @@ def chromium_cpu() -> tuple[float, float]:
     return renderer, everything
 
 
-def ui_run(browser, url: str, store: RunStore, cfg_path: Path, name: str) -> tuple[float, float, float]:
+def server_cpu(pid: int) -> float:
+    """CPU-seconds of the app's server process itself so far (not its workers: they are other processes)."""
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def ui_run(browser, url: str, store: RunStore, cfg_path: Path, name: str,
+           server_pid: int) -> tuple[float, float, float, float]:
     """Start the config from the Train page (loaded as YAML), keep Live open until it ends.
-    Returns (throughput, wall seconds, Chromium renderer CPU-seconds per wall-second while it trained)."""
+    Returns (throughput, wall seconds, and the CPU-seconds per wall-second while it trained of Chromium's
+    renderers and of the app's server)."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     open_train(page, url)
     page.get_by_role("tab", name="Config & command").click()
@@ -194,14 +206,15 @@ def ui_run(browser, url: str, store: RunStore, cfg_path: Path, name: str) -> tup
     page.get_by_role("button", name="Start", exact=True).click()
     page.locator("h1", has_text="Live").wait_for(timeout=60_000)
     run_id = newest_run(store, t0 - 1, name=name)
-    c0, w0 = chromium_cpu()[0], time.time()
+    c0, s0, w0 = chromium_cpu()[0], server_cpu(server_pid), time.time()
     status = wait_done(store, run_id)
     wall = time.time() - t0
     renderer = (chromium_cpu()[0] - c0) / max(1e-9, time.time() - w0)
+    server = (server_cpu(server_pid) - s0) / max(1e-9, time.time() - w0)
     page.close()
     if status != "finished":
         raise RuntimeError(f"UI run {run_id} ended {status}: {store.get_run(run_id).error}")
-    return run_throughput(store, run_id), wall, renderer
+    return run_throughput(store, run_id), wall, renderer, server
 
 
 def cli_run(home: Path, cfg_path: Path, name: str) -> tuple[float, float]:
@@ -248,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"2. UI (Live page open) vs CLI: {args.model}, batch {args.batch_size}, {args.max_length} tokens, "
                   f"{args.steps} steps, {args.repeats} pairs", flush=True)
-            ui, cli, renderer = [], [], []
+            ui, cli, renderer, server = [], [], [], []
             for i in range(args.repeats):
                 for mode in (("ui", "cli") if i % 2 == 0 else ("cli", "ui")):
                     name = f"bench-{mode}-{i}"
@@ -259,10 +272,11 @@ def main(argv: list[str] | None = None) -> int:
                     cfg_path.write_text(cfg.to_yaml())
                     extra = ""
                     if mode == "ui":
-                        tput, wall, cpu = ui_run(browser, url, store, cfg_path, name)
+                        tput, wall, cpu, srv = ui_run(browser, url, store, cfg_path, name, proc.pid)
                         ui.append(tput)
                         renderer.append(cpu)
-                        extra = f", Chromium renderer {cpu:.3f} CPU-s/s"
+                        server.append(srv)
+                        extra = f", Chromium renderer {cpu:.3f} CPU-s/s, app server {srv:.3f} CPU-s/s"
                     else:
                         tput, wall = cli_run(cli_home, cfg_path, name)
                         cli.append(tput)
@@ -285,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if firsts:  # --first-point-repeats 0: not measured
         print(f"{'start -> first point on the chart (median)':44} {first_total:9.2f}s")
         for k, label in (("created", "  run stored"), ("live_page", "  Live page shown"),
+                         ("claimed", "  claimed by a worker"),
                          ("first_metric", "  first metric written by the trainer"),
                          ("drawn_after_metric", "  drawn in the browser after that")):
             print(f"{label:44} {statistics.median(f[k] for f in firsts):9.2f}s")
@@ -294,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'UI / CLI per pair':44} {'  '.join(f'{r:.3f}' for r in pair_ratios)}")
         print(f"{'Chromium renderer while the UI run trained':44} {statistics.median(renderer):10.3f} CPU-s per s "
               f"(of {os.cpu_count()} cores)")
+        print(f"{'app server process while the UI run trained':44} {statistics.median(server):10.3f} CPU-s per s")
+    print(f"{'worker niceness (HFT_WORKER_NICE)':44} {os.environ.get('HFT_WORKER_NICE', '5 (default)'):>10}")
     if firsts:
         print(f"RESULT start_to_first_point_s={first_total:.2f}")
     if pair_ratios:

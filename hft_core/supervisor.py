@@ -78,6 +78,9 @@ class WorkerPool:
 
     def __init__(self, store: Any, *, per_device: int = 1, warm: bool = True,
                  extra_env: dict[str, str] | None = None) -> None:
+        from hft_core.worker_process import worker_nice
+
+        worker_nice()  # a bad HFT_WORKER_NICE stops here, with what to set, not in each worker at its start
         self.store = store
         self.per_device = max(1, int(per_device))
         self.warm = warm

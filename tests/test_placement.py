@@ -159,3 +159,16 @@ def test_host_gpus_reads_nvidia_smi_once_and_survives_its_absence(monkeypatch):
         assert placement.host_gpus() == ()
     finally:
         placement.host_gpus.cache_clear()
+
+
+def test_worker_niceness_defaults_to_zero_and_a_bad_value_says_what_to_set(monkeypatch):
+    from hft_core.worker_process import worker_nice
+
+    monkeypatch.delenv("HFT_WORKER_NICE", raising=False)
+    assert worker_nice() == 0  # app workers compete for the CPU like `hft train` does
+    monkeypatch.setenv("HFT_WORKER_NICE", "7")
+    assert worker_nice() == 7
+    for bad in ("abc", "-3", "20", "1.5"):
+        monkeypatch.setenv("HFT_WORKER_NICE", bad)
+        with pytest.raises(SystemExit, match="HFT_WORKER_NICE=.*whole number from 0"):
+            worker_nice()
