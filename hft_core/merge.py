@@ -472,6 +472,8 @@ def _first_run_config(sources: Sequence[str], store: Any) -> tuple[Any, str]:
             path = home.checkpoint_dir(s[4:]) / "run_config.yaml"
             if path.is_file():
                 return RunConfig.from_yaml(path.read_text()), ""
+            raise MergeError(f"run {s[4:]} has no checkpoint and is not in the store {store.path}: `hft list` "
+                             f"shows the runs there (HFT_HOME selects the store)")
     return None, ""
 
 

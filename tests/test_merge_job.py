@@ -170,6 +170,13 @@ def test_bad_input_is_one_line_with_exit_2_and_queues_nothing(home, capsys, argv
     assert not (home / "runs.sqlite").exists() or job_rows(home) == []
 
 
+def test_an_unknown_run_is_named_even_without_task_and_data(home, capsys):
+    """Without --task/--data the job takes them from the run: a run that is not there is what to say."""
+    assert main(["merge", "wise-ft", "--b", "run:r-nothere", "--points", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: run r-nothere has no checkpoint and is not in the store") and "hft list" in err, err
+
+
 def test_detach_only_queues_the_job_and_says_nobody_serves_it(home, capsys):
     assert main(["merge", "soup", "tiny:bert", "tiny:bert", "--task", "classification", "--data", "bundled:bbc-news",
                  "--save", "soup-here", "--detach"]) == 0
