@@ -159,16 +159,31 @@ class RunStore(ControlPlane):
         return con
 
     def _open_writer(self) -> sqlite3.Connection:
-        try:
-            con = self._connect()
-            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                log.warning("SQLite would not switch %s to WAL mode (got %r); readers may block the writer",
-                            self.path, mode)
-            self._migrate(con)
-        except sqlite3.DatabaseError as e:
-            raise self._db_error(e, "open") from None
-        return con
+        # Two connections switching a brand-new file to WAL at once both hold a read lock and want the
+        # exclusive one: SQLite answers one of them "database is locked" at once, without waiting (its
+        # deadlock rule), so the busy timeout does not cover it. That opener tries again, for as long
+        # as the busy timeout would have waited.
+        deadline = time.monotonic() + 30.0
+        while True:
+            con = None
+            try:
+                con = self._connect()
+                mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("SQLite would not switch %s to WAL mode (got %r); readers may block the writer",
+                                self.path, mode)
+                self._migrate(con)
+                return con
+            except sqlite3.OperationalError as e:
+                if con is not None:
+                    con.close()
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise self._db_error(e, "open") from None
+                time.sleep(0.01 + 0.04 * (uuid.uuid4().int % 100) / 100)  # apart, not in step again
+            except sqlite3.DatabaseError as e:
+                if con is not None:
+                    con.close()
+                raise self._db_error(e, "open") from None
 
     def _migrate(self, con: sqlite3.Connection) -> None:
         version = con.execute("PRAGMA user_version").fetchone()[0]

@@ -367,6 +367,33 @@ def test_six_openers_of_a_new_store_at_once_each_get_it_whole(tmp_path):
         assert sqlite3.connect(home / "runs.sqlite").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+def test_an_opener_told_database_is_locked_at_the_wal_switch_tries_again(tmp_path, monkeypatch):
+    """SQLite answers one of two connections switching a new file to WAL "database is locked" at once,
+    without its busy timeout (both hold a read lock and want the exclusive one): the opener tries again.
+    Here the first two switches are refused that way; the third goes through and the store works."""
+    refusals = []
+    real_connect = RunStore._connect
+
+    class Refusing:
+        def __init__(self, con):
+            self._con = con
+
+        def execute(self, sql, *args):
+            if sql.startswith("PRAGMA journal_mode") and len(refusals) < 2:
+                refusals.append(sql)
+                raise sqlite3.OperationalError("database is locked")
+            return self._con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+    monkeypatch.setattr(RunStore, "_connect", lambda self: Refusing(real_connect(self)))
+    with RunStore(tmp_path) as s:
+        rid = s.create_run(cfg(), name="after two refusals")
+        assert s.get_run(rid).name == "after two refusals"
+    assert len(refusals) == 2
+
+
 def test_a_store_from_a_newer_app_is_refused(tmp_path):
     with RunStore(tmp_path):
         pass
