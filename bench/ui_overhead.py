@@ -45,6 +45,13 @@ from hft_core.store import RunStore  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+TIMELINE_JS = """() => {
+  // the chart iframe's own record (ui/live_chart.py): created, plotly.js loaded, first args, draws
+  for (const f of document.querySelectorAll('iframe')) {
+    try { if (f.contentWindow.hftTimeline) return f.contentWindow.hftTimeline; } catch (e) {}
+  }
+  return null;
+}"""
 RUN_POINTS_JS = """(name) => {
   // points of the trace called `name` in the first chart on the page (Live: the training loss)
   for (const f of document.querySelectorAll('iframe')) {
@@ -136,13 +143,19 @@ def start_to_first_point(browser, url: str, store: RunStore, repeats: int) -> li
                 raise TimeoutError("no point on the chart within 300 s")
             page.wait_for_timeout(50)
         t_point = time.time()
+        tl = page.evaluate(TIMELINE_JS) or {}
         run_id = newest_run(store, t0 - 1, name=name)
         rec = store.get_run(run_id)
         first = store.metrics(run_id, names=["loss"])
         t_metric = float(first["wall_time"].min()) if not first.empty else float("nan")
         out.append({"total": t_point - t0, "created": rec.created - t0, "live_page": t_live - t0,
                     "claimed": (rec.started or float("nan")) - t0, "first_metric": t_metric - t0,
-                    "drawn_after_metric": t_point - t_metric})
+                    "drawn_after_metric": t_point - t_metric,
+                    "frame_created": (tl.get("created") or float("nan")) / 1000 - t0,
+                    "plotly_loaded": (tl.get("plotly") or float("nan")) / 1000 - t0,
+                    "first_loss_draw": min((d["t"] / 1000 - t0 for d in tl.get("draws", [])
+                                            if d["id"] == "loss" and d["t"] / 1000 >= t_metric), default=float("nan")),
+                    "draw_ms_before": sum(d["ms"] for d in tl.get("draws", []) if d["t"] / 1000 <= t_point)})
         page.close()
         stop_page = browser.new_page(viewport={"width": 1280, "height": 800})
         stop_page.goto(url + "/")
@@ -159,7 +172,9 @@ def start_to_first_point(browser, url: str, store: RunStore, repeats: int) -> li
               f"(run stored {out[-1]['created']:.2f} s, Live page {out[-1]['live_page']:.2f} s, "
               f"claimed by a worker {out[-1]['claimed']:.2f} s, "
               f"first metric written {out[-1]['first_metric']:.2f} s, drawn {out[-1]['drawn_after_metric']:.2f} s "
-              f"after it)", flush=True)
+              f"after it; chart frame created {out[-1]['frame_created']:.2f} s, plotly.js loaded "
+              f"{out[-1]['plotly_loaded']:.2f} s, loss chart drawn after the metric {out[-1]['first_loss_draw']:.2f} s, "
+              f"{out[-1]['draw_ms_before']:.0f} ms of plotly draws by then)", flush=True)
     return out
 
 
@@ -301,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         for k, label in (("created", "  run stored"), ("live_page", "  Live page shown"),
                          ("claimed", "  claimed by a worker"),
                          ("first_metric", "  first metric written by the trainer"),
-                         ("drawn_after_metric", "  drawn in the browser after that")):
+                         ("drawn_after_metric", "  drawn in the browser after that"),
+                         ("frame_created", "  chart frame created"), ("plotly_loaded", "  plotly.js loaded in it"),
+                         ("first_loss_draw", "  loss chart drawn (first after the metric)")):
             print(f"{label:44} {statistics.median(f[k] for f in firsts):9.2f}s")
     if pair_ratios:
         print(f"{'UI throughput (median of runs)':44} {statistics.median(ui):10.2f} samples/s")
@@ -310,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'Chromium renderer while the UI run trained':44} {statistics.median(renderer):10.3f} CPU-s per s "
               f"(of {os.cpu_count()} cores)")
         print(f"{'app server process while the UI run trained':44} {statistics.median(server):10.3f} CPU-s per s")
-    print(f"{'worker niceness (HFT_WORKER_NICE)':44} {os.environ.get('HFT_WORKER_NICE', '5 (default)'):>10}")
+    print(f"{'worker niceness (HFT_WORKER_NICE)':44} {os.environ.get('HFT_WORKER_NICE', '0 (default)'):>10}")
     if firsts:
         print(f"RESULT start_to_first_point_s={first_total:.2f}")
     if pair_ratios:

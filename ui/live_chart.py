@@ -73,6 +73,14 @@ let timer = null, timerAt = Infinity;
 let lastResync = -Infinity;
 let appendAt = 0;  // when the budget allows the next append draw
 let paused = false;  // the user froze the charts: new points wait
+// What happened when (Date.now() ms), for benches and tests: this frame created, plotly.js loaded, the args first came,
+// and each draw: {t, id, kind: "react" | "extend", ms}. The last 200 draws are kept.
+window.hftTimeline = {created: Math.round(performance.timeOrigin), plotly: null, firstArgs: null, draws: []};
+function logDraw(id, kind, ms) {
+  const d = window.hftTimeline.draws;
+  d.push({t: Date.now(), id: id, kind: kind, ms: ms});
+  if (d.length > 200) d.shift();
+}
 
 function send(type, extra) {
   window.parent.postMessage(Object.assign({isStreamlitMessage: true, type: type}, extra || {}), "*");
@@ -93,7 +101,7 @@ function cell(id) {
     box.appendChild(title);
     box.appendChild(chart);
     // rev/seq: the figure and the last chunk received; full/ext: what is waiting to be drawn
-    const c = {box: box, title: title, chart: chart, rev: null, seq: 0, full: null, ext: new Map(),
+    const c = {id: id, box: box, title: title, chart: chart, rev: null, seq: 0, full: null, ext: new Map(),
                drawn: false, visible: false, lastDraw: -Infinity, every: 1000};
     cells.set(id, c);
     byBox.set(box, c);
@@ -164,7 +172,9 @@ function flush() {
     if (c.full) {
       // a whole figure (first draw, settings change): at once. react, not newPlot: the same
       // uirevision keeps zoom, pan and legend clicks
+      const t0 = performance.now();
       Plotly.react(c.chart, c.full.data, c.full.layout, config);
+      logDraw(c.id, "react", performance.now() - t0);
       c.full = null; c.drawn = true; c.lastDraw = now;
       if (c.ext.size) wait = Math.min(wait, c.every);
       continue;
@@ -183,6 +193,7 @@ function flush() {
                                        y: traces.map((t) => next.ext.get(t).y)}, traces);
       next.ext = new Map();
       const spent = performance.now() - now;
+      logDraw(next.id, "extend", spent);
       next.lastDraw = now;
       appendAt = now + spent / DRAW_BUDGET;  // the next chart's new points wait their turn
       wait = 0;
@@ -195,6 +206,7 @@ window.addEventListener("message", (event) => {
   if (!msg || msg.type !== "streamlit:render") return;
   const args = msg.args;
   const panels = args.panels;
+  if (window.hftTimeline.firstArgs === null) window.hftTimeline.firstArgs = Date.now();
   // the titles in the app's text colour (Streamlit sends its theme: light or dark, or a custom one)
   if (msg.theme && msg.theme.textColor) document.body.style.color = msg.theme.textColor;
   config = Object.assign({responsive: true, displaylogo: false}, args.config || {});
@@ -257,7 +269,7 @@ send("streamlit:componentReady", {apiVersion: 1});
 // takes 1-3 s on a busy laptop, and a first point should not wait for that plus a round trip
 const lib = document.createElement("script");
 lib.src = "plotly.min.js";
-lib.onload = () => schedule(0);
+lib.onload = () => { window.hftTimeline.plotly = Date.now(); schedule(0); };
 document.head.appendChild(lib);
 </script></body></html>
 """.replace("__DRAW_BUDGET__", str(DRAW_BUDGET))
