@@ -266,6 +266,7 @@ def _unpack(data: bytes, folder: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
         tar.extractall(tmp, filter="data")
     if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)  # left by a kill in the last swap's clean-up
         folder.rename(old)
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)

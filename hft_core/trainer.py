@@ -358,6 +358,8 @@ def _save(ckpt_dir: Path, cfg: RunConfig, model, tokenizer, mix, optimizer, sche
                 **({"rng_cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})}, tmp / STATE_FILE)
     old = ckpt_dir.with_name(ckpt_dir.name + ".old")
     if ckpt_dir.exists():
+        if old.exists():  # the last swap's clean-up was cut short (a kill in the rmtree below): garbage
+            _rmtree(old)
         ckpt_dir.rename(old)
     tmp.rename(ckpt_dir)
     if old.exists():
@@ -366,11 +368,16 @@ def _save(ckpt_dir: Path, cfg: RunConfig, model, tokenizer, mix, optimizer, sche
 
 def recover_checkpoint(out_dir: str | Path) -> None:
     """Mend a checkpoint swap cut short by a kill: ``_save`` renames checkpoint -> checkpoint.old,
-    then checkpoint.tmp -> checkpoint. Killed between the two, the newest complete one is used."""
+    then checkpoint.tmp -> checkpoint, then removes checkpoint.old. Killed between the renames, the
+    newest complete one is used; killed in the removal, the rest of checkpoint.old goes."""
     ckpt = Path(out_dir) / "checkpoint"
-    if ckpt.exists():
-        return
     tmp, old = ckpt.with_name("checkpoint.tmp"), ckpt.with_name("checkpoint.old")
+    if ckpt.exists():
+        # killed while removing checkpoint.old after a complete swap: what is left of it is garbage
+        # (and would stop the next swap's rename: "Directory not empty")
+        if old.exists():
+            _rmtree(old)
+        return
     if not old.exists():
         return  # no swap under way: a lone checkpoint.tmp may be half written, never use it
     # checkpoint.old exists only once checkpoint.tmp is complete: the newer tmp wins

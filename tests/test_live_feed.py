@@ -196,3 +196,42 @@ def test_the_iframe_gets_a_figure_then_numbered_chunks_and_the_figure_again_when
     sent.resend = True  # the iframe found a gap, or is new
     again = sent.args(fig)
     assert again["figure"] is fig and again["rev"] > first["rev"] and again["seq"] == args["chunks"][-1]["seq"]
+
+
+# ---- ui.live_chart: which plotly.js the iframe loads ------------------------------------------------
+
+def _bundle(path: Path, header: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("/**\n* " + header + "\n* Licensed under the MIT license\n*/\n(function () {})();\n",
+                    encoding="utf-8")
+    return path
+
+
+def test_the_charts_load_the_basic_bundle_only_at_the_plotly_packages_own_version(tmp_path):
+    from ui.live_chart import plotly_bundle, plotly_js_version
+    import plotly
+    full = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    version = plotly_js_version(full)
+    assert version and version[0].isdigit(), "the plotly package's bundle names its plotly.js version"
+    assert plotly_bundle(tmp_path / "none") == full  # setup fetched nothing: the full bundle
+    basic = _bundle(tmp_path / "a" / f"plotly-basic-{version}.min.js", f"plotly.js (basic - minified) v{version}")
+    assert plotly_js_version(basic) == version
+    assert plotly_bundle(tmp_path / "a") == basic
+    # a file of another version under this version's name (a stale or damaged fetch): the full bundle
+    _bundle(tmp_path / "b" / f"plotly-basic-{version}.min.js", "plotly.js (basic - minified) v0.0.1")
+    assert plotly_bundle(tmp_path / "b") == full
+    _bundle(tmp_path / "c" / f"plotly-basic-{version}.min.js", "not plotly at all")
+    assert plotly_bundle(tmp_path / "c") == full
+
+
+def test_every_chart_the_pages_draw_uses_only_trace_types_of_the_basic_bundle():
+    # plotly.js's basic bundle has scatter, bar and pie; a trace of another type would draw nothing
+    basic_types = {"scatter", "bar", "pie"}
+    rows = [r for rid, seed in (("r-a", 0), ("r-b", 1), ("r-c", 2)) for step in training_rows(rid, 12, seed) for r in step]
+    df = frame(rows)
+    specs = [charts.metric_spec(df, **s) for s in SETTINGS]
+    specs.append(charts.metric_spec(df, "loss", groups=[["r-a", "r-b", "r-c"]], band="minmax"))
+    specs.append(charts.metric_spec(df, "loss", groups=[["r-a", "r-b"]], band="sd", smoothing=0.5))
+    specs.append(charts.delta_spec(charts.paired_deltas(charts.series_frame(df, "loss"), "r-a"), "loss", "r-a"))
+    types = {t.get("type", "scatter") for spec in specs for t in spec["data"]}
+    assert types and types <= basic_types, types

@@ -209,6 +209,40 @@ def test_resume_survives_a_kill_between_the_two_renames_of_a_checkpoint_swap(toy
     assert not ckpt.exists()
 
 
+def test_resume_after_a_kill_in_the_old_checkpoints_removal_saves_again(toy_csv, tmp_path):
+    # killed in _save's last act (removing checkpoint.old): the new checkpoint is complete and a
+    # partly deleted checkpoint.old remains. The resumed run's next save must not trip on it
+    # (it did, in a CI run of test_fault: "OSError: [Errno 39] Directory not empty: checkpoint ->
+    # checkpoint.old", and the resumed run failed).
+    from hft_core.trainer import recover_checkpoint
+
+    stop = threading.Event()
+
+    class StopAt4(MemorySink):
+        def log(self, step, values):
+            super().log(step, values)
+            if step == 4 and "loss" in values:
+                stop.set()
+
+    def cfg():
+        return tiny(toy_csv, max_steps=8, checkpoint_every=2, eval_every=0)
+
+    def half_deleted_old():
+        (tmp_path / "checkpoint.old" / "part").mkdir(parents=True)
+        (tmp_path / "checkpoint.old" / "part" / "model.safetensors").write_bytes(b"half deleted")
+
+    train(cfg(), StopAt4(), stop, out_dir=tmp_path)
+    half_deleted_old()
+    recover_checkpoint(tmp_path)  # at resume: the leftover goes, the checkpoint stays
+    assert not (tmp_path / "checkpoint.old").exists() and (tmp_path / "checkpoint" / "trainer_state.pt").exists()
+    half_deleted_old()            # and if it is there when a save swaps, that save clears it
+    sink = MemorySink()
+    train(cfg(), sink, out_dir=tmp_path, resume=True)
+    assert [s for s, _ in sink.series("loss")] == [5, 6, 7, 8]
+    assert not (tmp_path / "checkpoint.old").exists()
+    assert (tmp_path / "checkpoint" / "trainer_state.pt").exists()
+
+
 @pytest.mark.parametrize("mix", [{}, {"mutual": {}}], ids=["plain", "mutual-peer"])
 def test_resume_continues_the_same_losses(toy_csv, tmp_path, mix):
     """Stop at step 3, resume: steps 4..6 match a run that never stopped (data order, optimizer, RNG)."""

@@ -4,7 +4,7 @@ Why not ``st.plotly_chart``: Streamlit derives a plotly element's id from its fi
 so every refresh with new points is a new element: the chart is re-created and any
 zoom, pan or hidden legend entry is lost (Streamlit issue #5107, PEERS.md). Here one
 iframe per ``key`` holds every chart of a page for the life of the page (plotly.js,
-4.8 MB, parsed once per page, not once per chart).
+1.2 MB, parsed once per page, not once per chart).
 
 What travels, and what the browser does with it (the browser shares a laptop's CPU
 with the training it shows, so its work must follow what changed, not what is drawn):
@@ -27,14 +27,17 @@ with the training it shows, so its work must follow what changed, not what is dr
   nothing while the tab is hidden (Page Visibility API); what queued meanwhile is drawn
   when the chart or the tab shows again. A whole figure (a settings change) is drawn at once.
 
-plotly.js is the copy inside the installed ``plotly`` package, copied once into
-``$HFT_HOME/cache`` next to a small index.html and served by Streamlit's component file
-server: no network, no build step.
+plotly.js is its basic bundle (scatter, bar, pie; 1.2 MB), fetched from npm by ``bash run.sh
+setup`` at the version the installed ``plotly`` package bundles, or else the package's own full
+bundle (4.8 MB; a run's first point waits ~1.5 s longer for it to parse). It is copied once into
+``$HFT_HOME/cache`` next to a small index.html and served by Streamlit's component file server:
+no network at run time, no build step.
 """
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -265,7 +268,7 @@ window.addEventListener("message", (event) => {
   }
 });
 send("streamlit:componentReady", {apiVersion: 1});
-// plotly.js (4.8 MB) loads while the first args and the first tick's answer travel: parsing it
+// plotly.js (1.2 MB basic bundle, or the 4.8 MB full one) loads while the first args and the first tick's answer travel: parsing it
 // takes 1-3 s on a busy laptop, and a first point should not wait for that plus a round trip
 const lib = document.createElement("script");
 lib.src = "plotly.min.js";
@@ -277,11 +280,33 @@ document.head.appendChild(lib);
 _revs = itertools.count(1)  # figure revisions, unique in this process: a rev never means two figures
 
 
+ASSETS = Path(__file__).parent / "assets"  # plotly.js's basic bundle, fetched by `bash run.sh setup`
+
+
+def plotly_js_version(path: Path) -> str | None:
+    """The plotly.js version a bundle names in its header ("plotly.js v4.1.1" -> "4.1.1")."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        found = re.search(r"plotly\.js(?: \([^)]*\))? v(\d[\w.]*)", f.read(400))
+    return found.group(1) if found else None
+
+
+def plotly_bundle(assets: Path = ASSETS) -> Path:
+    """The plotly.js the charts load: the basic bundle (scatter, bar, pie: all these charts draw;
+    1.2 MB, parsed ~3x faster, and a run's first point waits for it) when setup fetched it at the
+    version the plotly package bundles, else the package's full bundle (4.8 MB)."""
+    full = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    version = plotly_js_version(full)
+    basic = assets / f"plotly-basic-{version}.min.js"
+    if version and basic.is_file() and plotly_js_version(basic) == version:
+        return basic
+    return full
+
+
 def _component_dir() -> Path:
-    """index.html + plotly.min.js (from the plotly package), written once per plotly version."""
-    folder = cache_dir() / f"ui-live-chart-{plotly.__version__}"
+    """index.html + plotly.min.js (``plotly_bundle``), written once per bundle."""
+    source = plotly_bundle()
+    folder = cache_dir() / f"ui-live-chart-{plotly.__version__}-{source.stem.replace('.', '-')}"
     js = folder / "plotly.min.js"
-    source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     if not js.exists() or js.stat().st_size != source.stat().st_size:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"plotly.min.js.tmp{id(folder)}"
