@@ -20,6 +20,37 @@ import torch  # noqa: E402
 SLOW_TIMEOUT_S = 900
 
 
+# ---- test processes: one per core (pytest-xdist, `-n auto` in pytest.ini) ------------------------
+# Each test process is pinned to its own core(s) before anything trains, and everything it starts
+# (training workers, the app, Chromium) inherits the pin: the machine is split, never shared, as
+# hft_core splits the cores between runs side by side (placement.threads_per_run reads the same
+# affinity mask). So two test processes never slow each other several-fold, and a test sees the
+# machine as one core, as it would under `taskset -c 0`.
+
+def _cores() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows: no affinity masks; one test process
+        return [0]
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one test process per core this run may use (1 under `taskset -c 0`)."""
+    return len(_cores()) if hasattr(os, "sched_setaffinity") else 1
+
+
+def pytest_configure(config):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... in a test process of xdist
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    mine = _cores()[int(worker[2:]) % count::count]
+    if mine:
+        os.sched_setaffinity(0, mine)
+        os.environ["OMP_NUM_THREADS"] = str(len(mine))  # for what the tests start (placement reads the mask)
+        torch.set_num_threads(len(mine))
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):

@@ -216,7 +216,7 @@ def test_missing_package_says_how_to_install(monkeypatch):
 
 
 # ---- SmolLM2: converted from GGUF once ------------------------------------------------------------------
-@pytest.mark.slow  # converts 135M parameters from GGUF and generates: about 20 s
+# converts 135M parameters from GGUF (once per session: the cache is HFT_HOME's) and generates: ~20 s
 def test_smollm2_converts_once_and_speaks_english(monkeypatch):
     calls = []
     convert = models._convert_gguf

@@ -30,13 +30,9 @@ def test_one_idea_marked_new(path):
     assert "# NEW" in src, f"{path.name}: mark the lines of the one new idea with # NEW"
 
 
-# The default suite runs the quickstart (about 10 s, most of it a fresh kernel importing torch;
-# each lesson's library path has its own tests); `python3 -m pytest -m slow` runs the others.
-IN_DEFAULT_SUITE = ("00_quickstart",)
-
-
-@pytest.mark.parametrize("path", [p if p.stem in IN_DEFAULT_SUITE else pytest.param(p, marks=pytest.mark.slow)
-                                  for p in NOTEBOOKS], ids=lambda p: p.stem)
+# Each in a fresh kernel, as a student opens it: about 8 s a notebook on one core, most of it the
+# kernel importing torch.
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runs_top_to_bottom(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 

@@ -143,13 +143,8 @@ def test_checks_hold_on_known_numbers():
     assert n.holds({"a": 0.90, "b": 0.93}) and not n.holds({"a": 0.8, "b": 0.9})
 
 
-# The default run checks the quick mode of two presets (one with a pretraining dependency);
-# `-m slow` runs every preset's.
-QUICK_IN_DEFAULT = ("finetune_vs_scratch", "pretrain_then_finetune")
-
-
-@pytest.mark.parametrize("preset", [p if n in QUICK_IN_DEFAULT else pytest.param(p, marks=pytest.mark.slow)
-                                    for p, n in zip(ALL, NAMES)], ids=NAMES)
+# Every preset's quick mode (tiny models, a few steps; about 10 s for all nine on one core).
+@pytest.mark.parametrize("preset", ALL, ids=NAMES)
 def test_quick_mode_runs(preset, tmp_path, monkeypatch):
     monkeypatch.setenv("HFT_HOME", str(tmp_path))
     from hft_core.store import RunStore

@@ -1,6 +1,6 @@
 """Ray backend: runs as Ray tasks, their metrics, status and checkpoints back in this machine's store.
 
-One local Ray instance for the module (``ray.init(num_cpus=2)``: ~16-20 s on a busy 2-core
+One local Ray instance for the module (``ray.init(num_cpus=2)``: 2-20 s, slower on a busy
 machine), so the tests are few: a 4-trial search as Ray tasks (every metric reaches the store
 exactly once, every step present, checkpoints here), and a Stop request that ends its task.
 """
@@ -12,8 +12,6 @@ import optuna  # noqa: F401  (pinned in requirements.txt, as ray: missing, this 
 import pandas as pd
 import pytest
 import ray
-
-pytestmark = pytest.mark.slow  # a local Ray cluster starts in 3-15 s: `python3 -m pytest -m slow` runs these
 
 from hft_core import ray_backend  # noqa: E402
 from hft_core import search as S  # noqa: E402

@@ -199,7 +199,9 @@ def test_move_reorders_the_queue(store):
     fake = FakeTrainer(step_time=0.02)
     m = make_manager(store, fake)
     first = m.submit(cfg(max_steps=1000), name="first")
-    wait_for(lambda: m.active() == [first], what="first run to start")
+    # training, not only claimed: a stop that lands between the claim and train() ends it untrained
+    wait_for(lambda: m.active() == [first] and [x["name"] for x in fake.calls] == ["first"],
+             what="first run to start training")
     a, b, c = (m.submit(cfg(), name=n) for n in "abc")
     assert m.queue() == [a, b, c] and m.queue("cpu") == [a, b, c]
     m.move(c, 0)
