@@ -65,6 +65,17 @@ def hft_home(tmp_path_factory):
         yield home
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For a module of tiny-model tests (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    they train several times faster on one torch thread (no thread start-up per op, no
+    oversubscription on a busy machine); the count is restored after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def torch_seed():
     torch.manual_seed(0)

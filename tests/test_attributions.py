@@ -15,12 +15,7 @@ COMMON = dict(model="tiny:bert", data="bundled:bbc-news", n_train=64, n_eval=20,
               lr=5e-3, eval_every=0, device="cpu", precision="fp32", checkpoint_every=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ from hft_core.trainer import train
 RUN_ID = "contrastive-tiny-pretrain"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def hand_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -13,12 +13,7 @@ TOPICS = {0: "the match ended with a late goal from the striker", 1: "shares ros
 EXAMPLES = [{"text": f"{TOPICS[i % 3]} number {i}", "label": i % 3} for i in range(12)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
 """RunStore: runs, metrics and events in SQLite; buffered writes; clear errors for a bad home."""
+import errno
 import math
 import os
 import sqlite3
@@ -429,29 +430,41 @@ def test_a_foreign_sqlite_database_is_not_taken_over(tmp_path):
         RunStore(tmp_path)
 
 
-def _make_unwritable(folder: Path) -> str:
+def _make_unwritable(folder: Path, monkeypatch) -> str:
     """Make a folder unwritable in a way that holds for the current user. Root ignores
-    permission bits, so as root use the immutable attribute (chattr +i)."""
+    permission bits, so as root use the immutable attribute (chattr +i); where the filesystem
+    has none (overlayfs, tmpfs), refuse writes under the folder as a read-only mount does (EROFS
+    from os.open, which the store's write probe uses)."""
     if os.geteuid() != 0:
         folder.chmod(0o500)
         return "chmod"
-    r = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"running as root and chattr +i is not available here: {r.stderr.decode().strip()}")
-    return "chattr"
+    try:
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+            return "chattr"
+    except OSError:  # no chattr at all
+        pass
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if str(path).startswith(str(folder)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    return "read-only"
 
 
 def _restore(folder: Path, how: str) -> None:
     if how == "chmod":
         folder.chmod(0o700)
-    else:
+    elif how == "chattr":
         subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
-def test_an_unwritable_home_folder(tmp_path):
+def test_an_unwritable_home_folder(tmp_path, monkeypatch):
     home = tmp_path / "ro"
     home.mkdir()
-    how = _make_unwritable(home)
+    how = _make_unwritable(home, monkeypatch)
     try:
         with pytest.raises(StoreError, match="not writable") as e:
             RunStore(home)
@@ -460,10 +473,10 @@ def test_an_unwritable_home_folder(tmp_path):
         _restore(home, how)
 
 
-def test_an_unwritable_home_with_an_existing_store(tmp_path):
+def test_an_unwritable_home_with_an_existing_store(tmp_path, monkeypatch):
     with RunStore(tmp_path / "h") as s:
         s.create_run(cfg())
-    how = _make_unwritable(tmp_path / "h")
+    how = _make_unwritable(tmp_path / "h", monkeypatch)
     try:
         with pytest.raises(StoreError, match="not writable"):
             RunStore(tmp_path / "h")
@@ -471,11 +484,12 @@ def test_an_unwritable_home_with_an_existing_store(tmp_path):
         _restore(tmp_path / "h", how)
 
 
-@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs")
-def test_a_home_that_cannot_be_created():
-    # sysfs refuses new folders even to root
-    with pytest.raises(StoreError, match="cannot create the HFT Lab home /sys/hft-lab-test"):
-        RunStore("/sys/hft-lab-test")
+def test_a_home_that_cannot_be_created(tmp_path):
+    # a folder under a file cannot be made by anyone, root included, on any system
+    (tmp_path / "a-file").write_text("not a folder")
+    home = tmp_path / "a-file" / "home"
+    with pytest.raises(StoreError, match="cannot create the HFT Lab home .*a part of that path is a file"):
+        RunStore(home)
 
 
 def test_a_full_disk_at_start(tmp_path):

@@ -68,16 +68,7 @@ def cases(pairs: bool):
             yield pytest.param(task, combo, id=f"{task}-{'+'.join(combo)}")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread (no thread start-up per op; no
-    oversubscription when the machine is busy); restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def test_settings_cover_every_registered_strategy():
