@@ -57,6 +57,10 @@ class MultiSink:
         for s in self.sinks:
             s.event(message, level)
 
+    def flush(self) -> None:
+        for s in self.sinks:
+            flush(s)
+
 
 class NullSink:
     def log(self, step: int, values: Mapping[str, float]) -> None:
@@ -78,3 +82,15 @@ class StoreSink:
 
     def event(self, message: str, level: str = "info") -> None:
         self.store.log_event(self.run_id, message, level)
+
+    def flush(self) -> None:
+        self.store.flush()
+
+
+def flush(sink: Any) -> None:
+    """Write what ``sink`` buffered, if it buffers (an optional ``flush()``; MetricSink needs only log
+    and event). The trainer calls it before each checkpoint: a checkpoint is never ahead of the
+    stored curve, so a run killed after writing one resumes with every step up to it logged."""
+    f = getattr(sink, "flush", None)
+    if callable(f):
+        f()

@@ -36,6 +36,7 @@ from hft_core.config import RunConfig
 from hft_core.placement import Runtime, make_runtime
 from hft_core.precision import autocast, describe_device, make_scaler, plan_precision
 from hft_core.sinks import MetricSink, NullSink
+from hft_core.sinks import flush as flush_sink
 from hft_core.strategies import base as strategies
 from hft_core.strategies.base import StrategyContext
 from hft_core.tasks import get_task
@@ -183,6 +184,7 @@ def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop
                        f"precision fp32, or max_grad_norm > 0.")
                 sink.event(msg, "error")
                 if main and ckpt_dir is not None:
+                    flush_sink(sink)  # every step up to the checkpoint is in the store first
                     _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
                 raise TrainingDiverged(msg)
             runtime.backward(scaler.scale(loss))
@@ -214,6 +216,7 @@ def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop
             t_last = time.perf_counter()  # eval time is not training throughput
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps and main and ckpt_dir \
                 and not getattr(stop, "abandoned", False):
+            flush_sink(sink)  # every step up to the checkpoint is in the store first
             _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
             t_last = time.perf_counter()
 
@@ -225,6 +228,7 @@ def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop
     if getattr(stop, "abandoned", False):  # our worker lost its claim: the folder may be another worker's now
         ckpt_dir = None
     if main and ckpt_dir is not None:
+        flush_sink(sink)  # every step up to the checkpoint is in the store first
         _save(ckpt_dir, cfg, unwrapped, tokenizer, mix, optimizer, scheduler, scaler, step, tokens_seen)
         checkpoint = str(ckpt_dir)
     sink.event(f"{status} at step {step}" + (f": {_fmt(final_metrics)}" if final_metrics else ""))

@@ -209,6 +209,34 @@ def test_resume_survives_a_kill_between_the_two_renames_of_a_checkpoint_swap(toy
     assert not ckpt.exists()
 
 
+def test_a_checkpoint_is_never_ahead_of_the_stored_curve(toy_csv, tmp_path, monkeypatch):
+    # the store buffers metrics (written every flush_interval); a run killed right after a checkpoint
+    # must find every step up to it in the store, or the resumed curve has a hole (seen in CI: the
+    # checkpoint at step 60, the stored loss only up to 58)
+    import sqlite3
+
+    from hft_core import trainer as T
+    from hft_core.store import RunStore
+
+    seen = []
+    real_save = T._save
+
+    def save_and_look(ckpt_dir, cfg, *args):
+        step = args[-2]
+        with sqlite3.connect(tmp_path / "home" / "runs.sqlite") as con:  # what another process reads now
+            stored = con.execute("SELECT MAX(step) FROM metrics WHERE run_id = ? AND name = 'loss'", (run_id,)).fetchone()
+        seen.append((step, stored[0]))
+        return real_save(ckpt_dir, cfg, *args)
+
+    monkeypatch.setattr(T, "_save", save_and_look)
+    with RunStore(tmp_path / "home", flush_interval=3600) as store:  # the flusher alone would write nothing
+        cfg = tiny(toy_csv, max_steps=9, checkpoint_every=4, eval_every=0)
+        run_id = store.create_run(cfg, device="cpu")
+        train(cfg, store.sink(run_id), out_dir=store.run_dir(run_id))
+    assert [s for s, _ in seen] == [4, 8, 9]
+    assert all(stored == step for step, stored in seen), seen
+
+
 def test_resume_after_a_kill_in_the_old_checkpoints_removal_saves_again(toy_csv, tmp_path):
     # killed in _save's last act (removing checkpoint.old): the new checkpoint is complete and a
     # partly deleted checkpoint.old remains. The resumed run's next save must not trip on it
