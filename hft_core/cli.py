@@ -140,6 +140,7 @@ def _say(progress: "ProgressSink | None", message: str) -> None:
 
 def _detach(store, cfg: RunConfig, resume_id: str | None) -> int:
     """Queue the run (or the resumed run) for a general worker and print its id."""
+    from hft_core import jobs
     from hft_core.placement import check_device, resolve_device
     from hft_core.runs import RunStateError, prepare_resume
 
@@ -154,13 +155,7 @@ def _detach(store, cfg: RunConfig, resume_id: str | None) -> int:
         device = resolve_device(cfg.device)
         run_id = store.create_run(cfg, status="queued", device=device, group=cfg.group, name=cfg.name)
     print(run_id)
-    served = [w for w in store.workers(device) if w["role"] == "general"]
-    if served:
-        print(f"queued on {device}; a worker (pid {served[0]['pid']}) trains it in its turn. "
-              f"`hft queue` shows the queue, `hft stop {run_id}` cancels it", file=sys.stderr)
-    else:
-        print(f"queued on {device}, but no worker serves {device} right now: start one with "
-              f"`hft worker --device {device}`, or open the app", file=sys.stderr)
+    jobs.say_who_serves(store, run_id)  # which worker trains it, or how to start one
     return 0
 
 
