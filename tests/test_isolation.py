@@ -223,7 +223,7 @@ def test_a_stopped_worker_loses_its_run_within_the_lease_and_its_late_writes_are
             if p.poll() is None:
                 p.send_signal(signal.SIGCONT)
                 p.kill()
-                p.wait()
+                p.wait(timeout=30)
     rec = store.get_run(long_run)
     assert rec.pid == b.pid and rec.status == "stopped"
     after = store.metrics(long_run, names=["loss"])

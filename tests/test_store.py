@@ -259,7 +259,8 @@ def test_many_threads_write_at_once(store):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+        assert not t.is_alive(), "a writer thread still runs after 120 s (a lock never released?)"
     store.flush()
     assert len(set(ids)) == 8
     assert all(r.status == "finished" for r in store.list_runs())
@@ -541,7 +542,7 @@ def test_run_dir_refuses_path_tricks(store):
 
 def _dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
+    p.wait(timeout=60)
     return p.pid
 
 
