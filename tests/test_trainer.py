@@ -28,6 +28,19 @@ def tiny(toy_csv, **kw):
     return RunConfig(**{**base, **kw})
 
 
+class StopAt(MemorySink):
+    """A MemorySink that sets ``stop`` once step ``at``'s loss is logged (as a Stop click would then)."""
+
+    def __init__(self, at: int, stop: threading.Event) -> None:
+        super().__init__()
+        self.at, self.stop = at, stop
+
+    def log(self, step, values):
+        super().log(step, values)
+        if step == self.at and "loss" in values:
+            self.stop.set()
+
+
 def test_same_seed_same_losses_and_every_metric_logged(toy_csv):
     a, b = MemorySink(), MemorySink()
     train(tiny(toy_csv), a)
@@ -64,13 +77,7 @@ def test_lr_schedule_linear_decay_to_zero(toy_csv):
 def test_stop_event_ends_within_one_step_and_keeps_checkpoint(toy_csv, tmp_path):
     stop = threading.Event()
 
-    class StopAfter2(MemorySink):
-        def log(self, step, values):
-            super().log(step, values)
-            if step == 2 and "loss" in values:
-                stop.set()
-
-    sink = StopAfter2()
+    sink = StopAt(2, stop)
     result = train(tiny(toy_csv, max_steps=50), sink, stop, out_dir=tmp_path)
     assert result.status == "stopped" and result.step == 2
     assert (tmp_path / "checkpoint" / "model.safetensors").exists()
@@ -246,12 +253,6 @@ def test_resume_after_a_kill_in_the_old_checkpoints_removal_saves_again(toy_csv,
 
     stop = threading.Event()
 
-    class StopAt4(MemorySink):
-        def log(self, step, values):
-            super().log(step, values)
-            if step == 4 and "loss" in values:
-                stop.set()
-
     def cfg():
         return tiny(toy_csv, max_steps=8, checkpoint_every=2, eval_every=0)
 
@@ -259,7 +260,7 @@ def test_resume_after_a_kill_in_the_old_checkpoints_removal_saves_again(toy_csv,
         (tmp_path / "checkpoint.old" / "part").mkdir(parents=True)
         (tmp_path / "checkpoint.old" / "part" / "model.safetensors").write_bytes(b"half deleted")
 
-    train(cfg(), StopAt4(), stop, out_dir=tmp_path)
+    train(cfg(), StopAt(4, stop), stop, out_dir=tmp_path)
     half_deleted_old()
     recover_checkpoint(tmp_path)  # at resume: the leftover goes, the checkpoint stays
     assert not (tmp_path / "checkpoint.old").exists() and (tmp_path / "checkpoint" / "trainer_state.pt").exists()
@@ -278,13 +279,7 @@ def test_resume_continues_the_same_losses(toy_csv, tmp_path, mix):
     train(tiny(toy_csv, eval_every=0, mix=mix), full)
     stop = threading.Event()
 
-    class StopAt3(MemorySink):
-        def log(self, step, values):
-            super().log(step, values)
-            if step == 3 and "loss" in values:
-                stop.set()
-
-    first = StopAt3()
+    first = StopAt(3, stop)
     train(tiny(toy_csv, eval_every=0, mix=mix), first, stop, out_dir=tmp_path)
     second = MemorySink()
     train(tiny(toy_csv, eval_every=0, mix=mix), second, out_dir=tmp_path, resume=True)
