@@ -124,11 +124,11 @@ def _share_the_cpu(device: str) -> None:
     gives the same numbers from the CLI as from the app."""
     import torch
 
-    from hft_core.placement import resolve_device, threads_per_run
-    from hft_core.runs import runs_per_device
+    from hft_core.placement import resolve_device
+    from hft_core.worker import lone_run_threads
 
     if resolve_device(device) == "cpu":
-        torch.set_num_threads(threads_per_run(runs_per_device()))
+        torch.set_num_threads(lone_run_threads(device))
 
 
 def _say(progress: "ProgressSink | None", message: str) -> None:
@@ -396,17 +396,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if device not in visible_devices():  # refused before anything starts
         raise DeviceError(f"device {args.device!r} does not exist in this process; devices here: "
                           f"{', '.join(visible_devices())}")
-    per_device = args.per_device or runs_per_device()
+    per_device = args.per_device or runs_per_device(device)
     if per_device == 1:
         argv = ["--home", str(hft_home()), "--device", device, "--threads", str(threads_per_run(1)),
                 "--max-running", "1", "--report"]
         if args.exit_when_idle:
             argv += ["--exit-when-idle", str(args.exit_when_idle)]
         return worker_process.main(argv)
-    return _supervise(device, per_device)
+    from hft_core.schedule import auto
+    return _supervise(device, per_device, auto=not args.per_device and auto())
 
 
-def _supervise(device: str, per_device: int) -> int:
+def _supervise(device: str, per_device: int, auto: bool = False) -> int:
     import signal as signals
     import time
 
@@ -414,9 +415,10 @@ def _supervise(device: str, per_device: int) -> int:
     from hft_core.supervisor import WorkerPool
 
     store = RunStore()
-    pool = WorkerPool(store, per_device=per_device)
+    pool = WorkerPool(store, per_device=None if auto else per_device)
     pool.serve(device)
-    print(f"{per_device} worker processes serve {device} from {store.path}; their logs are in {store.home / 'logs'}; "
+    share = " (sharing the cores as each group's measured shape says)" if auto else ""
+    print(f"{per_device} worker processes serve {device}{share} from {store.path}; their logs are in {store.home / 'logs'}; "
           f"Ctrl-C stops them (a running run stops after its step, with a checkpoint)", file=sys.stderr, flush=True)
     signals.signal(signals.SIGTERM, signals.default_int_handler)
     try:

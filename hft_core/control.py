@@ -52,6 +52,7 @@ class Claim:
     run_id: str
     resume: bool     # continue from its checkpoint
     kind: str        # train | wise_ft | soup | prune
+    threads: int = 0  # the CPU cores it holds (claimed with a budget; 0: not counted)
 
 
 def signal_name(signum: int) -> str:
@@ -218,7 +219,7 @@ class ControlPlane:
         return [r[0] for r in rows]
 
     # ---- the queue ----------------------------------------------------------------------------
-    def claim(self, worker_id: str, device: str, *, max_running: int = 1) -> "Claim | None":
+    def claim(self, worker_id: str, device: str, *, max_running: int = 1, budget: int = 0) -> "Claim | None":
         """The next run this worker may train on ``device``, now marked running by it; None if none.
 
         FIFO by queue position, across processes. A run reserved for another live worker is
@@ -227,6 +228,9 @@ class ControlPlane:
         A foreground worker takes only its own reserved runs, and passes plain queued runs
         only while no general worker serves the device (else it waits its turn behind them).
         ``max_running``: at most this many running runs on ``device``, all processes together.
+        ``budget`` (a CPU under HFT_RUNS_PER_DEVICE=auto): its cores, shared by the running runs;
+        each takes ``schedule.claim_width`` of them (its shape's measured thread count), and the
+        queue's next run waits until its share is free (nobody passes it: FIFO holds).
         """
         now = time.time()
         with self._write("claim a run in") as con:
@@ -239,10 +243,15 @@ class ControlPlane:
             running = len(kinds)
             if running >= max_running or "probe" in kinds:
                 return None  # full, or a time-estimate probe measures the device alone
+            used = 0
+            if budget:
+                used = con.execute("SELECT COALESCE(SUM(COALESCE(threads, ?)), 0) FROM runs WHERE status = 'running' "
+                                   "AND device = ?", (budget, device)).fetchone()[0]
             general_alive = None
-            for run_id, reserved, after_json, resume, kind in con.execute(
-                    "SELECT id, reserved_for, after_json, resume, kind FROM runs WHERE status = 'queued' AND device = ? "
-                    "ORDER BY position, created", (device,)).fetchall():
+            for run_id, reserved, after_json, resume, kind, config_json, group in con.execute(
+                    "SELECT id, reserved_for, after_json, resume, kind, config_json, group_name FROM runs "
+                    "WHERE status = 'queued' "
+                    "AND device = ? ORDER BY position, created", (device,)).fetchall():
                 if after_json:
                     deps = json.loads(after_json)
                     states = dict(con.execute(f"SELECT id, status FROM runs WHERE id IN ({','.join('?' * len(deps))})",
@@ -271,18 +280,27 @@ class ControlPlane:
                     if general_alive:
                         return None  # a general worker will take it; ours comes after
                     continue  # nobody serves it: do not wait behind it
+                width = 0
+                if budget:
+                    from hft_core.schedule import claim_width
+
+                    in_group = bool(group) and con.execute("SELECT COUNT(*) FROM runs WHERE group_name = ?",
+                                                           (group,)).fetchone()[0] >= 2
+                    width = claim_width(kind or "train", config_json, budget, in_group)
+                    if used + width > budget:
+                        return None  # its share of the cores is not free yet; it stays first in line
                 pid, host, start = self._owner()
                 cur = con.execute(
-                    "UPDATE runs SET status = 'running', worker = ?, lease_until = ?, reserved_for = NULL, "
+                    "UPDATE runs SET status = 'running', worker = ?, lease_until = ?, reserved_for = NULL, threads = ?, "
                     "started = COALESCE(started, ?), ended = NULL, error = NULL, traceback = NULL, "
                     "stop_requested = NULL, stop_reason = NULL, stop_status = NULL, owner_pid = ?, "
                     "owner_host = ?, owner_start = ? WHERE id = ? AND status = 'queued'",
-                    (worker_id, now + LEASE_S, now, pid, host, start, run_id))
+                    (worker_id, now + LEASE_S, width or None, now, pid, host, start, run_id))
                 if cur.rowcount != 1:  # cannot happen inside one transaction; never claim on a doubt
                     continue
                 con.execute("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
                             (run_id, now, "info", f"claimed by worker {worker_id} (pid {pid})"))
-                return Claim(run_id, bool(resume), kind or "train")
+                return Claim(run_id, bool(resume), kind or "train", width)
             return None
 
     def requeue(self, run_id: str, *, resume: bool, reserved_for: str | None = None) -> None:

@@ -139,10 +139,9 @@ def shape_of(cfg: RunConfig) -> dict[str, Any]:
 def run_threads() -> int:
     """The torch threads a run of this machine trains with (placement's rule for its workers): the
     same figure in the app, which asks, and in the worker, which measures."""
-    from hft_core.placement import threads_per_run
-    from hft_core.runs import runs_per_device
+    from hft_core.worker import lone_run_threads
 
-    return threads_per_run(runs_per_device())
+    return lone_run_threads("cpu")
 
 
 def shape_key(cfg: RunConfig) -> str:

@@ -210,10 +210,11 @@ def _submit_probe(store: Any, params: Mapping[str, Any], name: str) -> str:
 
     if params.get("what") == "bf16":
         cfg = RunConfig(model="tiny:bert", device=str(params.get("device", "cpu")), name=name)
-    elif params.get("what") == "shape" and isinstance(params.get("cfg"), Mapping):
+    elif params.get("what") in ("shape", "schedule") and isinstance(params.get("cfg"), Mapping):
         cfg = RunConfig.from_dict({**params["cfg"], "name": name, "group": ""})
     else:
-        raise JobError(f"probe: give what='shape' with cfg, or what='bf16' with device; got {dict(params)!r}")
+        raise JobError(f"probe: give what='shape' or 'schedule' with cfg, or what='bf16' with device; "
+                       f"got {dict(params)!r}")
     return store.create_run(cfg, status="queued", device=resolve_device(cfg.device), name=name, kind="probe",
                             job=dict(params))
 
@@ -230,6 +231,15 @@ def run_job(store: Any, rec: Any, sink: Any, stop: threading.Event) -> str:
         sink.log(step, {**extra, **{k: float(v) for k, v in row.items() if isinstance(v, (int, float))}})
         return not stop.is_set()
 
+    if rec.kind == "probe" and params.get("what") == "schedule":  # measured for the group queued behind it
+        from hft_core import schedule
+
+        try:
+            sched = schedule.measure(RunConfig.from_dict(params["cfg"]), cancel=stop.is_set)
+        except schedule.ScheduleCancelled:
+            return "stopped"
+        sink.event(f"schedule of {sched.what}: {sched.line()}")
+        return "finished"
     if rec.kind == "probe":
         from hft_core import estimate
 
@@ -358,10 +368,15 @@ def start_worker(store: Any, run_id: str) -> tuple[Any, Any]:
     from pathlib import Path
 
     from hft_core.placement import pin_env, threads_per_run
-    from hft_core.worker import runs_per_device
+    from hft_core.worker import cpu_budget, runs_per_device
 
     rec = store.get_run(run_id)
-    threads = threads_per_run(runs_per_device() if rec.device == "cpu" else 1)
+    if cpu_budget(rec.device):  # auto: one run's share, as claimed (schedule.claim_width)
+        from hft_core.schedule import threads_for
+
+        threads = threads_for(rec.cfg)
+    else:
+        threads = threads_per_run(runs_per_device() if rec.device == "cpu" else 1)
     env = dict(os.environ)
     env.update(pin_env(rec.device))
     env["HFT_HOME"] = str(store.home)

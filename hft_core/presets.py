@@ -317,6 +317,15 @@ def group_name(preset: Preset, when: float | None = None) -> str:
     return f"{preset.name}-{time.strftime('%m%d-%H%M%S', time.localtime(when or time.time()))}"
 
 
+def group_configs(preset: Preset, seeds: Iterable[int] | None = None, *, quick: bool = False) -> list[RunConfig] | None:
+    """The training configs of ``preset``'s group (one per variant and seed), for an estimate; None
+    when a variant trains from another's result (its model is known only once that run exists)."""
+    if any(v.needs for v in preset.variants):
+        return None
+    seeds = list(seeds) if seeds is not None else list(preset.seeds[:1])
+    return [variant_config(preset, v, s, quick=quick) for s in seeds for v in ordered(preset)]
+
+
 def submit_preset(target: Any, preset: Preset, seeds: Iterable[int] | None = None, *, quick: bool = False,
                   group: str = "", reserve: Any = None) -> tuple[str, list[str]]:
     """Queue every run of ``preset`` as one group; returns (group, run ids in queue order).
@@ -333,6 +342,11 @@ def submit_preset(target: Any, preset: Preset, seeds: Iterable[int] | None = Non
     group = group or group_name(preset)
     seeds = list(seeds) if seeds is not None else list(preset.seeds[:1])
     ids: list[str] = []
+    if reserve is None and not quick:  # side by side as measured: the measurement goes first (schedule.py)
+        from hft_core import schedule
+
+        schedule.queue_measurements(target, [variant_config(preset, v, s, group=group) for s in seeds
+                                                    for v in ordered(preset) if not v.needs])
     for seed in seeds:
         run_of: dict[str, str] = {}
         for v in ordered(preset):

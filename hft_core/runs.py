@@ -128,6 +128,7 @@ class RunManager:
     def __init__(self, store: RunStore, *, train_fn: TrainFn | None = None, max_per_device: int | None = None,
                  devices: Sequence[str] | None = None, serve: bool = True, processes: bool | None = None,
                  warm: bool = True) -> None:
+        auto = max_per_device is None
         max_per_device = max_per_device if max_per_device is not None else runs_per_device()
         if max_per_device < 1:
             raise ValueError(f"max_per_device={max_per_device!r}: use 1 or more runs at a time per device")
@@ -145,7 +146,7 @@ class RunManager:
         if self.processes and serve:
             from hft_core.supervisor import WorkerPool
 
-            self._pool = WorkerPool(store, per_device=max_per_device, warm=warm)
+            self._pool = WorkerPool(store, per_device=None if auto else max_per_device, warm=warm)
         self._submitted: set[str] = set()
         self._lock = threading.RLock()
         self._closed = False

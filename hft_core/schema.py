@@ -83,6 +83,13 @@ def _migrate_to_v2(con: sqlite3.Connection) -> None:
     """)
 
 
+def _migrate_to_v3(con: sqlite3.Connection) -> None:
+    """A running run on a CPU holds a number of its cores (schedule.py: the device's cores are a budget)."""
+    _execute_script(con, """
+        ALTER TABLE runs ADD COLUMN threads INTEGER;                      -- running: the CPU cores it holds
+    """)
+
+
 def _execute_script(con: sqlite3.Connection, script: str) -> None:
     """Run ;-separated statements inside the caller's transaction (``executescript`` would commit it)."""
     for statement in script.split(";"):
@@ -90,6 +97,7 @@ def _execute_script(con: sqlite3.Connection, script: str) -> None:
             con.execute(statement)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_v1, 2: _migrate_to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_v1, 2: _migrate_to_v2,
+                                                                  3: _migrate_to_v3}
 SCHEMA_VERSION = max(MIGRATIONS)
 OUR_TABLES = {"runs", "metrics", "events", "workers"}

@@ -746,7 +746,9 @@ def _say_parallel(spec: SearchSpec, backend: str) -> None:
     from hft_core.placement import resolve_device
     from hft_core.runs import runs_per_device
 
-    limit = runs_per_device()
+    from hft_core.worker import cpu_budget
+
+    limit = 1 if cpu_budget(spec.base.device) else runs_per_device()  # trials in threads of this process
     if spec.parallel > limit:
         print(f"note: --parallel {spec.parallel}, but {resolve_device(spec.base.device)} trains {limit} run(s) at a "
               f"time (HFT_RUNS_PER_DEVICE={limit}): {spec.parallel} trials stay queued and train in turn. Set "

@@ -76,13 +76,15 @@ def _fork_server() -> Any:
 class WorkerPool:
     """Worker processes per device for one store; thread-safe."""
 
-    def __init__(self, store: Any, *, per_device: int = 1, warm: bool = True,
+    def __init__(self, store: Any, *, per_device: int | None = 1, warm: bool = True,
                  extra_env: dict[str, str] | None = None) -> None:
         from hft_core.worker_process import worker_nice
 
         worker_nice()  # a bad HFT_WORKER_NICE stops here, with what to set, not in each worker at its start
         self.store = store
-        self.per_device = max(1, int(per_device))
+        # None: HFT_RUNS_PER_DEVICE=auto, per device (a CPU: one worker per core, the cores shared as a
+        # budget by the runs' measured shapes, schedule.py; a GPU: one)
+        self.per_device = None if per_device is None else max(1, int(per_device))
         self.warm = warm
         self.extra_env = dict(extra_env or {})
         self._slots: dict[tuple[str, int], Slot] = {}
@@ -97,17 +99,29 @@ class WorkerPool:
         with self._lock:
             if self._closing.is_set():
                 return
-            for k in range(self.per_device):  # started by the watcher thread: never blocks the caller
+            for k in range(self.slots_for(device)):  # started by the watcher thread: never blocks the caller
                 self._slots.setdefault((device, k), Slot(device, k))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="hft-supervisor", daemon=True)
                 self._thread.start()
 
+    def slots_for(self, device: str) -> int:
+        """Worker processes for ``device``."""
+        from hft_core.worker import runs_per_device
+
+        return self.per_device or runs_per_device(device)
+
+    def budget_for(self, device: str) -> int:
+        """The cores its workers share as a budget (auto on a CPU), else 0."""
+        from hft_core.worker import cpu_budget
+
+        return cpu_budget(device) if self.per_device is None else 0
+
     def _threads(self, device: str) -> int:
         if device == "cpu":
-            return threads_per_run(self.per_device)
+            return threads_per_run(self.slots_for(device))
         devices = {d for d, _ in self._slots}
-        return threads_per_run(self.per_device * max(1, len(devices)))
+        return threads_per_run(self.slots_for(device) * max(1, len(devices)))
 
     def _start(self, slot: Slot) -> None:
         env = dict(os.environ)
@@ -117,7 +131,8 @@ class WorkerPool:
         env["OMP_NUM_THREADS"] = str(threads)
         env.update(pin_env(slot.device))  # a GPU worker sees its card alone, by UUID where known (placement.py)
         argv = ["--home", str(self.store.home), "--device", slot.device, "--threads", str(threads),
-                "--max-running", str(self.per_device), "--parent", str(os.getpid())]
+                "--max-running", str(self.slots_for(slot.device)), "--budget", str(self.budget_for(slot.device)),
+                "--parent", str(os.getpid())]
         if not self.warm:
             argv.append("--no-warm")
         logs = Path(self.store.home) / "logs"

@@ -11,6 +11,7 @@ run (it hung longer than its lease): that run is abandoned, writing nothing more
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from hft_core.config import RunConfig
 from hft_core.control import HEARTBEAT_S, Claim, ClaimLost
-from hft_core.placement import DeviceError, device_label, resolve_device, visible_devices
+from hft_core.placement import DeviceError, cpu_cores, device_label, resolve_device, threads_per_run, visible_devices
 from hft_core.store import RunStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -33,17 +34,40 @@ STOP_POLL_S = 0.5    # a stop request from another process is seen within this (
 CLAIM_POLL_S = 0.5   # an idle worker claims this often while runs wait that it could not take
 
 
-def runs_per_device() -> int:
-    """How many runs may train at once on one device, across processes (HFT_RUNS_PER_DEVICE, default 1)."""
-    raw = os.environ.get("HFT_RUNS_PER_DEVICE", "1")
+def runs_per_device(device: str = "cpu") -> int:
+    """How many runs may train at once on one device, across processes: HFT_RUNS_PER_DEVICE, a whole
+    number of at least 1, or "auto" (the default): on a CPU up to one per core (at most
+    schedule.MAX_SIDE_BY_SIDE), sharing the cores by the thread counts measured for their shapes
+    (``cpu_budget``, schedule.py); one per GPU."""
+    from hft_core.schedule import MAX_SIDE_BY_SIDE, auto
+
+    raw = os.environ.get("HFT_RUNS_PER_DEVICE", "auto")
+    if auto():
+        return min(cpu_cores(), MAX_SIDE_BY_SIDE) if resolve_device(device) == "cpu" else 1
     try:
         n = int(raw)
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"HFT_RUNS_PER_DEVICE={raw!r}: use a whole number of at least 1")
+        raise ValueError(f"HFT_RUNS_PER_DEVICE={raw!r}: use a whole number of at least 1, or auto (the default: "
+                         "on a CPU, runs side by side as their measured shapes say)")
     return n
 
+
+def cpu_budget(device: str) -> int:
+    """The cores the runs of ``device`` share under HFT_RUNS_PER_DEVICE=auto: each run claims its
+    share (control.claim); 0 when runs are counted instead (a GPU, or a number set)."""
+    from hft_core.schedule import auto
+
+    return cpu_cores() if auto() and resolve_device(device) == "cpu" else 0
+
+
+def lone_run_threads(device: str = "cpu") -> int:
+    """Torch threads of a run that trains on its own (not part of a group): every core under auto,
+    else the share HFT_RUNS_PER_DEVICE leaves it (placement.threads_per_run)."""
+    if resolve_device(device) != "cpu":
+        return threads_per_run(1)
+    return cpu_cores() if cpu_budget(device) else threads_per_run(runs_per_device(device))
 
 
 # ---- one run, in this thread -----------------------------------------------------------------------
@@ -130,6 +154,22 @@ def _execute(store: RunStore, run_id: str, train_fn: TrainFn, stop: threading.Ev
         return Outcome(run_id, "lost")
 
 
+@contextlib.contextmanager
+def _torch_threads_set(n: int):
+    """Train with ``n`` torch threads (0: leave them), then restore the process's count."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _torch_threads() -> int | str:
     torch = sys.modules.get("torch")
     return torch.get_num_threads() if torch is not None else "?"
@@ -178,15 +218,22 @@ class Worker:
 
     def __init__(self, store: RunStore, device: str, *, train_fn: TrainFn | None = None, role: str = "general",
                  max_per_device: int | None = None, slots: int = 1, check: bool = True,
-                 on_lost: Callable[[list[str]], None] | None = None) -> None:
+                 on_lost: Callable[[list[str]], None] | None = None, budget: int | None = None) -> None:
         self.store = store
         self.device = resolve_device(device)
         if check and self.device not in visible_devices():
             raise DeviceError(f"device {device!r} does not exist in this process; devices here: "
                               f"{', '.join(visible_devices())}")
         self.role = role
-        self.max_per_device = max_per_device or runs_per_device()
         self.slots = max(1, int(slots))
+        # the CPU's cores as a budget (auto): only where the claimed run's thread count can be set,
+        # i.e. one run at a time in this process; with a count given, runs are counted instead
+        if budget is None:
+            budget = cpu_budget(self.device) if max_per_device is None and self.slots == 1 else 0
+        if max_per_device is None and self.slots > 1 and cpu_budget(self.device):
+            max_per_device = 1  # threads of one process share one torch thread pool: one run at a time
+        self.budget = budget
+        self.max_per_device = max_per_device or runs_per_device(self.device)
         self._train_fn = train_fn
         self._on_lost = on_lost    # called with the runs whose claim was lost (after they were abandoned)
         self._running: dict[str, StopFlag] = {}
@@ -234,7 +281,7 @@ class Worker:
             claim = self._claim_or_wait(idle_poll)
             if claim is not None:
                 seen = None  # after a run, look again at once
-                self._run(claim.run_id, claim.resume)
+                self._run(claim.run_id, claim.resume, claim.threads)
 
     def _serve(self) -> None:
         while not self._closed.is_set():
@@ -243,13 +290,13 @@ class Worker:
                 return
             claim = self._claim_or_wait(CLAIM_POLL_S)
             if claim is not None:
-                self._run(claim.run_id, claim.resume)
+                self._run(claim.run_id, claim.resume, claim.threads)
 
     def _claim_or_wait(self, wait_s: float) -> Claim | None:
         """Claim the device's next run for this worker; with none to take (or the store unreadable for
         a moment, logged), wait up to ``wait_s`` for a ``wake`` and return None."""
         try:
-            claim = self.store.claim(self.id, self.device, max_running=self.max_per_device)
+            claim = self.store.claim(self.id, self.device, max_running=self.max_per_device, budget=self.budget)
         except StoreError as e:
             log.warning("worker %s: cannot claim from %s: %s", self.id, self.store.path, e)
             claim = None
@@ -274,13 +321,13 @@ class Worker:
         outcomes: dict[str, Outcome] = {}
         said = ""
         while pending:
-            claim = self.store.claim(self.id, self.device, max_running=self.max_per_device)
+            claim = self.store.claim(self.id, self.device, max_running=self.max_per_device, budget=self.budget)
             if claim is not None and claim.run_id in pending:
-                outcomes[claim.run_id] = self._run(claim.run_id, claim.resume)
+                outcomes[claim.run_id] = self._run(claim.run_id, claim.resume, claim.threads)
                 pending.remove(claim.run_id)
                 continue
             if claim is not None:  # reserved for us by someone else's call: train it anyway, it is ours
-                self._run(claim.run_id, claim.resume)
+                self._run(claim.run_id, claim.resume, claim.threads)
                 continue
             for rid in list(pending):  # ended without us (cancelled while queued, failed dependency)
                 rec = self.store.get_run(rid)
@@ -317,14 +364,16 @@ class Worker:
         return f"run {run_id} waits its turn on {self.device}: {'; '.join(parts) or 'the device is busy'}"
 
     # ---- both ------------------------------------------------------------------------------------
-    def _run(self, run_id: str, resume: bool) -> Outcome:
+    def _run(self, run_id: str, resume: bool, threads: int = 0) -> Outcome:
+        """Train a claimed run here; ``threads``: the cores it claimed (a CPU's budget), its torch threads."""
         stop = StopFlag()
         with self._lock:
             self._running[run_id] = stop
         self.store.fence(run_id, self.id)  # its metrics are written only while we hold it
         try:
             train_fn = self._train_fn or load_trainer()
-            return _execute(self.store, run_id, train_fn, stop, resume, worker=self.id)
+            with _torch_threads_set(threads if self.budget else 0):
+                return _execute(self.store, run_id, train_fn, stop, resume, worker=self.id)
         except Exception:  # the store itself failed (e.g. disk full): keep the worker alive
             log.exception("run %s: could not record its outcome in %s", run_id, self.store.path)
             return Outcome(run_id, "failed")

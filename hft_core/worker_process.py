@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", required=True, help="the queue it serves: cpu, cuda:0, ...")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: placement.threads_per_run(1))")
     p.add_argument("--max-running", type=int, default=0, help="runs at once on the device, all processes together")
+    p.add_argument("--budget", type=int, default=0, help="the CPU's cores, shared by the runs as their shapes "
+                   "say (schedule.py); each run trains with the threads it claimed (0: runs are counted)")
     p.add_argument("--parent", type=int, default=0, help="exit (stopping the run) when this process has ended")
     p.add_argument("--no-warm", action="store_true", help="skip the warm-up (tests)")
     p.add_argument("--report", action="store_true", help="print a line when a run starts and when it ends")
@@ -148,8 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os._exit(EXIT_CLAIM_LOST)
 
     worker = Worker(store, args.device, train_fn=load_trainer(), role="general", check=False,
-                    max_per_device=args.max_running or runs_per_device(), on_lost=lost)
-    print(f"worker {worker.id} pid {os.getpid()} serves {args.device} with {threads} torch thread(s) from "
+                    max_per_device=args.max_running or runs_per_device(args.device), on_lost=lost,
+                    budget=args.budget)
+    share = (f"the claimed share of {args.budget} cores per run" if args.budget else f"{threads} torch thread(s)")
+    print(f"worker {worker.id} pid {os.getpid()} serves {args.device} with {share} from "
           f"{store.path}", file=sys.stderr, flush=True)
     ending = threading.Event()
 

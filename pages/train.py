@@ -77,8 +77,9 @@ if chosen is not None:  # the whole comparison, queued as one group and opened o
     q2.checkbox("Quick check: tiny models, a few steps", key="f.preset_quick", persist_state=PERSIST,
                 help="Runs every variant with the preset's 'quick' settings (tiny random models, seconds in all): "
                      "checks that the whole comparison works before the real one. The numbers mean nothing.")
-    q3.caption(f"{len(chosen.variants)} variant(s) × seed {chosen.seeds[0]}"
-               f"{f', about {chosen.minutes:g} min on 2 CPU cores' if chosen.minutes else ''}; "
+    when = cost.group_line(chosen, ui_state.store(), bool(ss.get("f.preset_quick"))) or (
+        f"about {chosen.minutes:g} min on 2 CPU cores" if chosen.minutes else "")
+    q3.caption(f"{len(chosen.variants)} variant(s) × seed {chosen.seeds[0]}{f': {when}' if when else ''}; "
                "or edit the loaded variant below and Start it alone.")
 with st.form("start-form", enter_to_submit=True):
     c_name, c_group, c_live, c_start = st.columns([3, 2, 2, 1.3], vertical_alignment="bottom")

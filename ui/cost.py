@@ -108,6 +108,26 @@ def render_estimate(cfg: RunConfig, store: Any, device: str) -> None:
     st.fragment(draw, run_every=1.0 if status in MEASURING else None)()
 
 
+def group_line(preset: Any, store: Any, quick: bool = False) -> str | None:
+    """The estimated wall time of a preset's whole group on this machine (schedule.group_estimate),
+    or None while a shape has no figure yet (its probe is queued here; the next page run shows it)."""
+    from hft_core import schedule
+    from hft_core.presets import group_configs
+
+    cfgs = group_configs(preset, quick=quick)
+    if not cfgs:
+        return None
+    try:
+        found = schedule.group_estimate(cfgs, store)
+    except Exception:  # noqa: BLE001 - an estimate never breaks the page
+        return None
+    if found is None and probes_enabled() and not device_busy(store, cfgs[0].device):
+        probes = prober()
+        for cfg in {estimate.shape_key(c): c for c in cfgs}.values():
+            probes.request(cfg)
+    return found.line() if found is not None else None
+
+
 def measure_again(cfg: RunConfig, probes: estimate.ProbeQueue) -> None:
     """Drop the cached figure (and a failure) of ``cfg``'s shape: the next page run probes it again."""
     estimate.forget(cfg)
