@@ -140,6 +140,31 @@ class ControlPlane:
                         pass
                 raise StoreError(f"cannot renew the lease of worker {worker_id} in {self.path}: {e}") from None
 
+    def widen(self, run_id: str, worker_id: str, device: str, budget: int) -> int:
+        """Give a running run the cores of ``device`` nobody holds, when nothing waits for them (the
+        tail of a group: the last run would train on 1 of 2 cores while the other idles). Returns its
+        new thread count, or 0 when it stays as it is. A run queued afterwards waits for it, as for
+        any run holding the whole CPU."""
+        rows = self._query("SELECT status, COALESCE(threads, 0) FROM runs WHERE device = ? AND status IN "
+                           "('queued', 'running')", (device,))
+        if any(st == "queued" for st, _ in rows) or sum(t for _, t in rows) >= budget:
+            return 0  # a cheap read first: most beats end here, with no write
+        with self._write("widen a run in") as con:
+            if con.execute("SELECT 1 FROM runs WHERE device = ? AND status = 'queued' LIMIT 1", (device,)).fetchone():
+                return 0
+            used = con.execute("SELECT COALESCE(SUM(COALESCE(threads, ?)), 0) FROM runs WHERE device = ? AND "
+                               "status = 'running'", (budget, device)).fetchone()[0]
+            row = con.execute("SELECT threads FROM runs WHERE id = ? AND worker = ? AND status = 'running'",
+                              (run_id, worker_id)).fetchone()
+            if row is None or not row[0] or used >= budget:
+                return 0
+            new = int(row[0]) + budget - int(used)
+            con.execute("UPDATE runs SET threads = ? WHERE id = ?", (new, run_id))
+            con.execute("INSERT INTO events (run_id, time, level, message) VALUES (?,?,?,?)",
+                        (run_id, time.time(), "info", f"trains on with {new} torch threads from its next step: "
+                         f"the other cores fell free and no run waits for them"))
+            return new
+
     def held_by(self, worker_id: str, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` this worker still holds (running, claimed by it): a cheap read."""
         ids = list(run_ids)
@@ -219,7 +244,8 @@ class ControlPlane:
         return [r[0] for r in rows]
 
     # ---- the queue ----------------------------------------------------------------------------
-    def claim(self, worker_id: str, device: str, *, max_running: int = 1, budget: int = 0) -> "Claim | None":
+    def claim(self, worker_id: str, device: str, *, max_running: int = 1, budget: int = 0,
+              whole: bool = False) -> "Claim | None":
         """The next run this worker may train on ``device``, now marked running by it; None if none.
 
         FIFO by queue position, across processes. A run reserved for another live worker is
@@ -231,6 +257,8 @@ class ControlPlane:
         ``budget`` (a CPU under HFT_RUNS_PER_DEVICE=auto): its cores, shared by the running runs;
         each takes ``schedule.claim_width`` of them (its shape's measured thread count), and the
         queue's next run waits until its share is free (nobody passes it: FIFO holds).
+        ``whole``: every run this worker claims takes the whole budget (a foreground worker: it
+        trains its runs one after another, each with every core).
         """
         now = time.time()
         with self._write("claim a run in") as con:
@@ -286,7 +314,7 @@ class ControlPlane:
 
                     in_group = bool(group) and con.execute("SELECT COUNT(*) FROM runs WHERE group_name = ?",
                                                            (group,)).fetchone()[0] >= 2
-                    width = claim_width(kind or "train", config_json, budget, in_group)
+                    width = budget if whole else claim_width(kind or "train", config_json, budget, in_group)
                     if used + width > budget:
                         return None  # its share of the cores is not free yet; it stays first in line
                 pid, host, start = self._owner()

@@ -156,6 +156,8 @@ def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop
         if runtime.any_process(stop.is_set()):  # every rank stops at the same step
             status = "stopped"
             break
+        if getattr(stop, "threads", 0) and stop.threads != torch.get_num_threads():
+            torch.set_num_threads(stop.threads)  # its worker was given the CPU's free cores (control.widen)
         ctx.step, ctx.training = step, True
         terms_sum: dict[str, float] = {}
         n_examples = n_tokens = 0

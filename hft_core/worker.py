@@ -98,6 +98,7 @@ class StopFlag(threading.Event):
     while it hung): the trainer stops without saving a checkpoint, whose folder may be another's now."""
 
     abandoned = False
+    threads = 0       # set by the heartbeat when the run may take more cores (Worker._widen); the trainer applies it
 
     def abandon(self) -> None:
         self.abandoned = True
@@ -296,7 +297,8 @@ class Worker:
         """Claim the device's next run for this worker; with none to take (or the store unreadable for
         a moment, logged), wait up to ``wait_s`` for a ``wake`` and return None."""
         try:
-            claim = self.store.claim(self.id, self.device, max_running=self.max_per_device, budget=self.budget)
+            claim = self.store.claim(self.id, self.device, max_running=self.max_per_device, budget=self.budget,
+                                     whole=self.role == "foreground")
         except StoreError as e:
             log.warning("worker %s: cannot claim from %s: %s", self.id, self.store.path, e)
             claim = None
@@ -321,7 +323,8 @@ class Worker:
         outcomes: dict[str, Outcome] = {}
         said = ""
         while pending:
-            claim = self.store.claim(self.id, self.device, max_running=self.max_per_device, budget=self.budget)
+            claim = self.store.claim(self.id, self.device, max_running=self.max_per_device, budget=self.budget,
+                                     whole=self.role == "foreground")
             if claim is not None and claim.run_id in pending:
                 outcomes[claim.run_id] = self._run(claim.run_id, claim.resume, claim.threads)
                 pending.remove(claim.run_id)
@@ -403,6 +406,16 @@ class Worker:
             old, self.id = self.id, self.store.register_worker(self.device, self.role)
             log.warning("worker %s rejoined as %s", old, self.id)
 
+    def _widen(self, mine: Mapping[str, StopFlag]) -> None:
+        """Our run may use cores that fell free at a group's tail (control.widen); at most one beat's
+        read when it may not."""
+        for run_id, flag in mine.items():
+            if flag.threads >= self.budget or flag.is_set():
+                continue
+            new = self.store.widen(run_id, self.id, self.device, self.budget)
+            if new:
+                flag.threads = new
+
     def stop_local(self, run_id: str) -> bool:
         """Set the stop event of a run this worker trains (no store round trip). False if not ours."""
         with self._lock:
@@ -433,6 +446,8 @@ class Worker:
                     if held is None:  # our lease ran out (we hung) and another process removed us
                         self._lose(list(mine), "its lease expired", gone=True)
                         continue
+                if mine and self.budget and self.slots == 1:
+                    self._widen(mine)
                 if mine:
                     held = self.store.held_by(self.id, list(mine)) if held is None else held
                     lost = [r for r in mine if r not in held]

@@ -276,3 +276,60 @@ def test_a_run_with_one_thread_ends_where_it_ends_with_two(home):
         torch.set_num_threads(before)
     for name in ("eval/loss", "eval/accuracy"):
         assert abs(finals[1][name] - finals[2][name]) <= 1e-3, (name, finals)
+
+
+def test_a_foreground_worker_trains_its_group_runs_one_after_another_with_every_core(home):
+    """`hft preset` and `hft train` train their reserved runs themselves, one at a time: all cores."""
+    c = cfg()
+    cache_schedule(c, runs=2, threads=1)
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with RunStore(home) as store:
+            w = Worker(store, "cpu", role="foreground", budget=2,
+                       train_fn=lambda *a, **k: seen.append(torch.get_num_threads()))
+            try:
+                ids = [w.reserve(c, group="g", name=f"r{i}") for i in range(2)]
+                outcomes = w.work_on(ids)
+            finally:
+                w.close(wait=False)
+    finally:
+        torch.set_num_threads(before)
+    assert [o.status for o in outcomes.values()] == ["finished", "finished"]
+    assert seen == [2, 2]
+
+
+def test_the_last_run_of_a_group_takes_the_cores_that_fell_free(home):
+    c = cfg()
+    cache_schedule(c, runs=2, threads=1)
+    with RunStore(home) as store:
+        r0, r1 = (store.create_run(c, status="queued", device="cpu", group="g", name=f"r{i}") for i in range(2))
+        a, b, claim = _claims(store)
+        claim(a), claim(b)
+        assert store.widen(r0, a, "cpu", 2) == 0          # both cores held
+        store.set_status(r1, "finished", worker=b)
+        late = store.create_run(c, status="queued", device="cpu", group="", name="late")
+        assert store.widen(r0, a, "cpu", 2) == 0          # a run waits for the free core: it gets it
+        store.delete_run(late)
+        assert store.widen(r0, b, "cpu", 2) == 0          # not b's run
+        assert store.widen(r0, a, "cpu", 2) == 2
+        assert any("trains on with 2 torch threads" in m for _, _, m in store.events(r0))
+        store.create_run(c, status="queued", device="cpu", group="", name="next")
+        assert claim(b) is None                           # r0 holds both cores now
+
+
+def test_the_trainer_applies_a_wider_thread_count_between_steps(home):
+    from hft_core.sinks import MemorySink
+    from hft_core.trainer import train
+    from hft_core.worker import StopFlag
+
+    flag = StopFlag()
+    flag.threads = 2
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train(cfg(max_steps=2), MemorySink(), flag)
+        assert torch.get_num_threads() == 2 and result.status == "finished"
+    finally:
+        torch.set_num_threads(before)

@@ -256,3 +256,33 @@ def test_measure_again_forgets_the_figure_so_the_next_request_probes(tmp_path, m
         assert [r.job["key"] for r in store.list_runs(kind="probe")] == [key]
     finally:
         store.close()
+
+
+def test_a_presets_group_estimate_covers_its_runs_under_the_measured_schedule(tmp_path, monkeypatch):
+    from hft_core import schedule
+    from hft_core.presets import group_configs, load_preset
+
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    monkeypatch.setenv("HFT_ESTIMATE_PROBES", "1")
+    monkeypatch.delenv("HFT_RUNS_PER_DEVICE", raising=False)
+    monkeypatch.setattr("hft_core.placement.cpu_cores", lambda: 2)
+    estimate.forget()
+    schedule._MEMO.clear()
+    preset = load_preset("finetune_vs_scratch")
+    prober = FakeProber()
+    monkeypatch.setattr(cost, "prober", lambda: prober)
+    assert cost.group_line(preset, FakeStore()) is None                  # no figure yet: its shape is probed
+    cfgs = group_configs(preset)
+    assert len(cfgs) == 3 and [estimate.shape_key(c) for c in prober.requested] == [estimate.shape_key(cfgs[0])]
+    for c in cfgs:
+        estimate._MEMO[estimate.shape_key(c)] = estimate.Probe(
+            key=estimate.shape_key(c), step_s=0.5, first_step_extra_s=0, load_s=1.0, eval_s_per_example=0.0,
+            eval_fixed_s=0, save_s=0, eval_pool=200, steps_timed=3, measured_at=time.time(), what="")
+    assert "including ≈" in cost.group_line(preset, FakeStore())         # the schedule is measured first
+    s = schedule.Schedule(schedule.schedule_key(cfgs[0]), 2, 1, 2, {"1x2": 2.0, "2x1": 2.5}, time.time(), "t")
+    schedule._MEMO[s.key] = s
+    line = cost.group_line(preset, FakeStore())
+    # a run alone: 1 s loading + 40 x 0.5 s = 21 s; side by side 2 / 1.25 = 1.6x that; lane A takes 2 runs
+    assert line.startswith("≈ 67 s for all 3 runs here (2 side by side × 1 thread") and "63 s one after" in line
+    schedule._MEMO.clear()
+    estimate.forget()
