@@ -183,6 +183,9 @@ def parse_preset(d: Any, name: str, path: str = "") -> Preset:
             chk = Check(**c)
         except TypeError as e:
             raise ConfigError(f"{where}: bad check {c!r} ({e}); use higher/lower or near/tol, and metric") from None
+        if "@" in chk.metric and not chk.metric.rsplit("@", 1)[1].isdigit():
+            raise ConfigError(f"{where}: check {c!r}: metric {chk.metric!r} names no step; write it as "
+                              f"'eval/accuracy@10' (the value logged at step 10)")
         for label in (*chk.near, *(x for x in (chk.higher, chk.lower) if x)):
             if label not in labels:
                 raise ConfigError(f"{where}: check {c!r} names {label!r}, which is not a variant label; labels: {labels}")
@@ -441,7 +444,7 @@ def outcome_of(preset: Preset, store: Any, run_ids: Iterable[str], group: str = 
         samples = [m for _, _, m in store.events(rid) if m.startswith("sample at step")]
         if samples:
             sample_lines.setdefault(rec.name, samples)
-        for k, val in summarise_run(store, rid).items():
+        for k, val in summarise_run(store, rid, at={c.metric for c in preset.checks if "@" in c.metric}).items():
             per_label.setdefault(rec.name, {}).setdefault(k, []).append(val)
             per_seed.setdefault(rec.name, {}).setdefault(k, {})[_seed_of(rec)] = val
     values = {label: d.get(preset.metric_of(label), []) for label, d in per_label.items()}
@@ -475,11 +478,17 @@ def is_quick_run(preset: Preset, rec: Any) -> bool:
 THROUGHPUT = ("samples_per_s", "tokens_per_s")
 
 
-def summarise_run(store: Any, run_id: str) -> dict[str, float]:
+def summarise_run(store: Any, run_id: str, at: Iterable[str] = ()) -> dict[str, float]:
     """One number per metric for a finished run: the last value, except throughput, which is the
-    mean over the run's steps after the first (the first step includes warm-up)."""
+    mean over the run's steps after the first (the first step includes warm-up). ``at``: metrics
+    at a step, "eval/accuracy@10" (a check on the early gap), added where the run logged them."""
     df = store.metrics(run_id)
     out: dict[str, float] = {}
+    for key in at:
+        name, step = key.rsplit("@", 1)
+        hit = df[(df["name"] == name) & (df["step"] == int(step))]
+        if len(hit):
+            out[key] = float(hit["value"].iloc[-1])
     for name, g in df.groupby("name"):
         g = g.sort_values("step")
         if name in THROUGHPUT:

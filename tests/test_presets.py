@@ -206,3 +206,26 @@ def test_wise_ft_sweep_is_recorded_as_a_run_after_the_fine_tuning(tmp_path, monk
         df = store.metrics(ids[1], ["eval/accuracy"])
         assert sorted(df["step"]) == list(range(0, 101, 10))
         manager.shutdown()
+
+
+def test_a_check_on_the_value_at_a_step_reads_that_step(tmp_path):
+    """lora_vs_full checks the early gap: eval/accuracy@10 is the value logged at step 10."""
+    from hft_core.config import RunConfig
+    from hft_core.presets import parse_preset, summarise_run
+    from hft_core.sinks import flush
+    from hft_core.store import RunStore
+
+    with RunStore(tmp_path) as store:
+        rid = store.create_run(RunConfig(model="tiny:bert"), status="running", device="cpu")
+        sink = store.sink(rid)
+        for step, acc in ((10, 0.4), (20, 0.8), (30, 0.9)):
+            sink.log(step, {"eval/accuracy": acc})
+        flush(sink)
+        got = summarise_run(store, rid, at={"eval/accuracy@10", "eval/accuracy@15"})
+    assert got["eval/accuracy@10"] == pytest.approx(0.4) and got["eval/accuracy"] == pytest.approx(0.9)
+    assert "eval/accuracy@15" not in got                                    # never logged at step 15
+    d = {"title": "t", "question": "q", "expected": "e", "look_for": "l", "base": {"model": "tiny:bert"},
+         "variants": [{"label": "a", "set": {}}, {"label": "b", "set": {}}],
+         "checks": [{"higher": "a", "lower": "b", "metric": "eval/accuracy@ten"}]}
+    with pytest.raises(Exception, match="names no step; write it as 'eval/accuracy@10'"):
+        parse_preset(d, "t")
