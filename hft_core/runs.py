@@ -19,8 +19,10 @@ one truth:
   numbers depend on its config alone, a crash stays in its process, the server never trains.
 * a worker that dies loses its runs at once on this host; one that hangs, when its lease
   expires (LEASE_S); they show "interrupted", resumable, and the device's next run starts.
-* at most ``max_per_device`` runs train on a device at a time, across all processes (1 by
-  default; ``HFT_RUNS_PER_DEVICE`` or the argument allows more).
+* on a CPU (HFT_RUNS_PER_DEVICE=auto, the default) its cores are a budget the running runs
+  share, across all processes: a group's run takes its shape's measured thread count, a lone
+  run every core (schedule.py); on a GPU one run at a time. ``HFT_RUNS_PER_DEVICE=N`` or
+  ``max_per_device`` fixes the number of runs per device instead.
 * a "general" worker (the app's, `hft worker`) trains any run of its device; a "foreground"
   worker (`hft train`, ``run_here``, presets from the CLI) only the runs it queued itself.
 
@@ -115,8 +117,9 @@ class RunManager:
     first run for a device, or all at once by ``serve_all``), and submit/stop/resume/queue over
     the store. Thread-safe.
 
-    ``max_per_device`` (default HFT_RUNS_PER_DEVICE, 1): runs at once per device = worker
-    processes per device; on a CPU they split its cores (``placement.threads_per_run``).
+    ``max_per_device`` (default: HFT_RUNS_PER_DEVICE, "auto": one worker process per core of a CPU
+    sharing its cores as the runs' measured shapes say, one per GPU): runs at once per device =
+    worker processes per device; with a number they split a CPU's cores (``threads_per_run``).
     ``devices``: the devices this manager may queue runs for (default: all this process sees).
     ``serve=False``: only queue and control runs; other processes' workers train them.
     ``train_fn``: a training function of your own (a test's fake trainer). A function cannot be

@@ -17,7 +17,9 @@ A thread of the supervising process watches the workers every POLL_S:
   right after its start is restarted with a growing delay (at most MAX_BACKOFF_S), and the
   reason is in its log, ``$HFT_HOME/logs/worker-<device>-<slot>.log``.
 
-CPU threads: the cores are split between the workers of a device (``threads_per_run``);
+CPU threads: ``per_device=None`` (HFT_RUNS_PER_DEVICE=auto): one worker per core, sharing the
+cores as a budget (each run trains with the threads it claimed, schedule.py); a number N: the
+cores split between N workers (``threads_per_run``);
 a GPU worker gets its card alone through CUDA_VISIBLE_DEVICES (``placement.pin_env``): the
 queue "cuda:N" is the host's GPU N, pinned by its UUID where known, whatever the app's own
 CUDA_VISIBLE_DEVICES.
