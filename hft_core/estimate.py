@@ -35,11 +35,11 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from hft_core import home
 from hft_core.config import RunConfig
+from hft_core.json_cache import JsonCache
 
 CACHE_FILE = "estimates.json"
 CACHE_VERSION = 1
@@ -49,7 +49,6 @@ MIN_EVAL_EXAMPLES = 32      # the trainer evaluates in batches of max(batch_size
 
 _MEMO: dict[str, "Probe"] = {}
 _RATIOS: dict[str, float] = {}
-_FILE_LOCK = threading.Lock()
 
 
 class EstimateError(RuntimeError):
@@ -326,57 +325,14 @@ def _warm_up(cfg: RunConfig) -> None:
 
 # ---- the cache -----------------------------------------------------------------------------
 
-def _cache_path() -> Path:
-    return home.cache_dir() / CACHE_FILE
-
-
-def _read_cache() -> dict[str, Any]:
-    try:
-        d = json.loads(_cache_path().read_text(encoding="utf-8"))
-        return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_cache(key: str, value: Mapping[str, Any]) -> None:
-    """Merge one entry into the cache file (atomic rename: readers never see half a file; a lock
-    file keeps two worker processes from losing each other's entry)."""
-    import fcntl
-
-    with _FILE_LOCK:
-        path = _cache_path()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock = open(path.with_name(path.name + ".lock"), "a")
-        except OSError:
-            return  # a read-only or vanished home: the in-memory figure still serves this process
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            d = _read_cache()
-            d[key] = dict(value)
-            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-            tmp.write_text(json.dumps(d, indent=1), encoding="utf-8")
-            tmp.replace(path)
-        except OSError:
-            pass  # a read-only or vanished home: the in-memory figure still serves this process
-        finally:
-            lock.close()
+_CACHE = JsonCache(CACHE_FILE)
+_read_cache = _CACHE.read
+_write_cache = _CACHE.put     # merge one entry (see json_cache.py)
 
 
 def cached_probe(cfg: RunConfig) -> Probe | None:
     """The probe of ``cfg``'s shape from memory or $HFT_HOME, or None."""
-    key = shape_key(cfg)
-    if key in _MEMO:
-        return _MEMO[key]
-    d = _read_cache().get(key)
-    if not isinstance(d, dict):
-        return None
-    try:
-        probe = Probe(**d)
-    except TypeError:  # an older layout: measure again
-        return None
-    _MEMO[key] = probe
-    return probe
+    return _CACHE.load(shape_key(cfg), Probe, _MEMO)
 
 
 def measure(cfg: RunConfig, cancel: Callable[[], bool] | None = None) -> Probe:
@@ -391,24 +347,14 @@ def measure(cfg: RunConfig, cancel: Callable[[], bool] | None = None) -> Probe:
 
 def forget(cfg: RunConfig | None = None) -> None:
     """Drop one shape's figure (or all) from memory and the cache file: the next request measures again."""
-    with _FILE_LOCK:
-        if cfg is None:
-            _MEMO.clear()
-            _RATIOS.clear()
-            try:
-                _cache_path().unlink()
-            except OSError:
-                pass
-            return
+    if cfg is None:
+        _MEMO.clear()
+        _RATIOS.clear()
+        _CACHE.drop()
+        return
     key = shape_key(cfg)
     _MEMO.pop(key, None)
-    d = _read_cache()
-    if d.pop(key, None) is not None:
-        with _FILE_LOCK:
-            try:
-                _cache_path().write_text(json.dumps(d, indent=1), encoding="utf-8")
-            except OSError:
-                pass
+    _CACHE.drop(key)
 
 
 # ---- from the store's earlier runs -----------------------------------------------------------

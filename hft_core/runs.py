@@ -50,7 +50,7 @@ from hft_core.placement import DeviceError, resolve_device, visible_devices
 from hft_core.control import RESUMABLE
 from hft_core.store import RunStore, StoreError
 from hft_core.worker import (ACTIVE, CLAIM_POLL_S, STOP_POLL_S, Outcome, TrainFn, Worker,  # noqa: F401
-                             load_trainer, runs_per_device)
+                             cpu_budget, load_trainer, runs_per_device)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,9 @@ class RunManager:
                  devices: Sequence[str] | None = None, serve: bool = True, processes: bool | None = None,
                  warm: bool = True) -> None:
         auto = max_per_device is None
+        in_threads = (train_fn is not None) if processes is None else not processes
+        if auto and in_threads and cpu_budget("cpu"):
+            max_per_device = 1  # threads of one process share its torch thread pool: one run at a time
         max_per_device = max_per_device if max_per_device is not None else runs_per_device()
         if max_per_device < 1:
             raise ValueError(f"max_per_device={max_per_device!r}: use 1 or more runs at a time per device")

@@ -36,14 +36,12 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
-from hft_core import home
 from hft_core.config import RunConfig
+from hft_core.json_cache import JsonCache
 
 MODE_ENV = "HFT_RUNS_PER_DEVICE"
 CACHE_FILE = "schedules.json"
@@ -54,7 +52,6 @@ ROUNDS = 2                # every option timed this many times, in turn; its bes
 TIMED_STEPS = 5
 TIMED_MAX_S = 10.0        # a slow model times fewer steps (at least 2)
 
-_FILE_LOCK = threading.Lock()
 _MEMO: dict[str, "Schedule"] = {}
 
 
@@ -133,18 +130,7 @@ def describe(cfg: RunConfig) -> str:
 
 def cached(cfg: RunConfig, cores: int | None = None) -> Schedule | None:
     """The measured schedule of ``cfg``'s shape on this CPU, or None."""
-    key = schedule_key(cfg, cores)
-    if key in _MEMO:
-        return _MEMO[key]
-    d = _read_cache().get(key)
-    if not isinstance(d, dict):
-        return None
-    try:
-        sched = Schedule(**d)
-    except TypeError:
-        return None
-    _MEMO[key] = sched
-    return sched
+    return _CACHE.load(schedule_key(cfg, cores), Schedule, _MEMO)
 
 
 def threads_for(cfg: RunConfig, cores: int | None = None) -> int:
@@ -429,60 +415,18 @@ def group_estimate(cfgs: Sequence[RunConfig], store: Any = None) -> GroupEstimat
 
 # ---- the cache -----------------------------------------------------------------------------------------
 
-def _cache_path() -> Path:
-    return home.cache_dir() / CACHE_FILE
-
-
-def _read_cache() -> dict[str, Any]:
-    try:
-        d = json.loads(_cache_path().read_text(encoding="utf-8"))
-        return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_cache(key: str, value: Mapping[str, Any]) -> None:
-    """Merge one entry (atomic rename under a lock file: two processes never lose each other's entry)."""
-    import fcntl
-
-    with _FILE_LOCK:
-        path = _cache_path()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock = open(path.with_name(path.name + ".lock"), "a")
-        except OSError:
-            return
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            d = _read_cache()
-            d[key] = dict(value)
-            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-            tmp.write_text(json.dumps(d, indent=1), encoding="utf-8")
-            tmp.replace(path)
-        except OSError:
-            pass
-        finally:
-            lock.close()
+_CACHE = JsonCache(CACHE_FILE)
+_read_cache = _CACHE.read
+_write_cache = _CACHE.put
 
 
 def forget(cfg: RunConfig | None = None) -> None:
     """Drop one shape's schedule (or all): the next group measures again."""
-    with _FILE_LOCK:
-        if cfg is None:
-            _MEMO.clear()
-            try:
-                _cache_path().unlink()
-            except OSError:
-                pass
-            return
-        key = schedule_key(cfg)
-        _MEMO.pop(key, None)
-        d = _read_cache()
-        if d.pop(key, None) is not None:
-            try:
-                _cache_path().write_text(json.dumps(d, indent=1), encoding="utf-8")
-            except OSError:
-                pass
+    if cfg is None:
+        _MEMO.clear()
+    else:
+        _MEMO.pop(schedule_key(cfg), None)
+    _CACHE.drop(None if cfg is None else schedule_key(cfg))
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
