@@ -71,7 +71,12 @@ SEED_IGNORED = ("seed", "name", "group")
 # ---- labels and units ---------------------------------------------------------------
 
 def metric_info(metric: str) -> tuple[str, str, float]:
-    """(label, unit, scale) of a metric name; loss terms are in nats, unknown names plain."""
+    """(label, unit, scale) of a metric name; loss terms are in nats, unknown names plain. A value
+    at a step ("eval/accuracy@10", a preset check) is the metric's, labelled with the step."""
+    if "@" in metric:
+        name, step = metric.rsplit("@", 1)
+        label, unit, scale = metric_info(name)
+        return (f"{label} at step {step}", unit, scale)
     if metric in _METRICS:
         return _METRICS[metric]
     if metric.startswith("loss/"):

@@ -224,6 +224,11 @@ def test_a_check_on_the_value_at_a_step_reads_that_step(tmp_path):
         got = summarise_run(store, rid, at={"eval/accuracy@10", "eval/accuracy@15"})
     assert got["eval/accuracy@10"] == pytest.approx(0.4) and got["eval/accuracy"] == pytest.approx(0.9)
     assert "eval/accuracy@15" not in got                                    # never logged at step 15
+    from hft_core.charts import metric_info
+    from hft_core.comparison import unit_of
+
+    assert metric_info("eval/accuracy@10") == ("eval accuracy at step 10", "%", 100.0)
+    assert unit_of("eval/accuracy@10", difference=True) == "points"          # as the final accuracy
     d = {"title": "t", "question": "q", "expected": "e", "look_for": "l", "base": {"model": "tiny:bert"},
          "variants": [{"label": "a", "set": {}}, {"label": "b", "set": {}}],
          "checks": [{"higher": "a", "lower": "b", "metric": "eval/accuracy@ten"}]}
