@@ -19,6 +19,7 @@ A preset is one YAML file in ``presets/``::
     checks:                        # the expected direction, checked by bench/presets.py
       - {higher: "alpha 1 (fine-tune)", lower: "alpha 0 (scratch)"}       # on `metric` unless given
       - {near: ["LoRA", "full"], tol: 0.05, metric: eval/accuracy}
+      - {higher: "bf16", lower: "fp32", metric: samples_per_s, when: bf16 native}   # only on such a device
     after: {wise_ft: {of: finetune, points: 11}}   # optional post-training step (WiSE-FT sweep)
     quick: {model: tiny:bert, max_steps: 4}        # overrides for tests and HFT_NOTEBOOK_QUICK runs
     result: what bench/presets.py measured, written honestly (shown on the page)
@@ -71,11 +72,13 @@ class Check:
     lower: str = ""
     near: tuple[str, ...] = ()
     tol: float = 0.0
+    when: str = ""          # "" always; "bf16 native" / "bf16 emulated": only on such a device (WHEN)
 
     def describe(self) -> str:
+        where = f" (only where {self.when.replace(' ', ' is ')})" if self.when else ""
         if self.near:
-            return f"{' ~ '.join(self.near)} on {self.metric} (within {self.tol:g})"
-        return f"{self.higher} > {self.lower} on {self.metric}"
+            return f"{' ~ '.join(self.near)} on {self.metric} (within {self.tol:g}){where}"
+        return f"{self.higher} > {self.lower} on {self.metric}{where}"
 
     def holds(self, means: Mapping[str, float]) -> bool:
         """Does the check hold for these per-label means of ``metric``?"""
@@ -83,6 +86,25 @@ class Check:
             vals = [means[label] for label in self.near]
             return max(vals) - min(vals) <= self.tol
         return means[self.higher] > means[self.lower]
+
+
+WHEN = ("", "bf16 native", "bf16 emulated")
+
+
+def device_case(device: str = "cpu") -> str:
+    """Which hardware case ``device`` is for the checks that depend on it: "bf16 native" (a CPU with
+    avx512_bf16/AMX, a GPU of compute capability 8.0 or later) or "bf16 emulated"."""
+    from hft_core.placement import resolve_device
+    from hft_core.precision import describe_device
+
+    info = describe_device(resolve_device(device))
+    native = info.cpu_has_fast_bf16 if info.type == "cpu" else info.type == "cuda" and info.capability >= (8, 0)
+    return "bf16 native" if native else "bf16 emulated"
+
+
+def applies(check: "Check", device: str = "cpu") -> bool:
+    """Does ``check`` apply on ``device`` (this machine's, where the runs are judged)?"""
+    return not check.when or check.when == device_case(device)
 
 
 @dataclass(frozen=True)
@@ -183,6 +205,9 @@ def parse_preset(d: Any, name: str, path: str = "") -> Preset:
             chk = Check(**c)
         except TypeError as e:
             raise ConfigError(f"{where}: bad check {c!r} ({e}); use higher/lower or near/tol, and metric") from None
+        if chk.when not in WHEN:
+            raise ConfigError(f"{where}: check {c!r}: when={chk.when!r}; use one of {sorted(w for w in WHEN if w)} "
+                              f"(a check that holds only on such a device), or leave it out")
         if "@" in chk.metric and not chk.metric.rsplit("@", 1)[1].isdigit():
             raise ConfigError(f"{where}: check {c!r}: metric {chk.metric!r} names no step; write it as "
                               f"'eval/accuracy@10' (the value logged at step 10)")
@@ -536,7 +561,8 @@ def judge(preset: Preset, per_label: Mapping[str, Mapping[str, list[float]]]) ->
     import statistics
 
     out: list[tuple[Check, bool | None]] = []
-    for c in preset.checks:
+    device = str(preset.base.get("device", "cpu"))
+    for c in (c for c in preset.checks if applies(c, device)):
         labels = list(c.near) or [c.higher, c.lower]
         try:
             means = {label: statistics.fmean(per_label[label][c.metric]) for label in labels}
@@ -602,7 +628,8 @@ def judge_paired(preset: Preset, per_seed: Mapping[str, Mapping[str, Mapping[int
     import statistics
 
     out = []
-    for check in preset.checks:
+    device = str(preset.base.get("device", "cpu"))
+    for check in (c for c in preset.checks if applies(c, device)):  # the hardware's case only (Check.when)
         labels = list(check.near) or [check.higher, check.lower]
         values = {label: dict(per_seed.get(label, {}).get(check.metric, {})) for label in labels}
         missing = tuple(label for label, v in values.items() if not v)

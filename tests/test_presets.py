@@ -234,3 +234,25 @@ def test_a_check_on_the_value_at_a_step_reads_that_step(tmp_path):
          "checks": [{"higher": "a", "lower": "b", "metric": "eval/accuracy@ten"}]}
     with pytest.raises(Exception, match="names no step; write it as 'eval/accuracy@10'"):
         parse_preset(d, "t")
+
+
+def test_a_hardware_check_is_judged_only_in_its_case(monkeypatch):
+    """bf16's speed: faster where it is native, slower where emulated; only this device's case counts."""
+    d = {"title": "t", "question": "q", "expected": "e", "look_for": "l", "base": {"model": "tiny:bert"},
+         "metric": "samples_per_s", "variants": [{"label": "fp32", "set": {}}, {"label": "bf16", "set": {}}],
+         "checks": [{"higher": "bf16", "lower": "fp32", "when": "bf16 native"},
+                    {"higher": "fp32", "lower": "bf16", "when": "bf16 emulated"},
+                    {"near": ["fp32", "bf16"], "tol": 1.0, "metric": "eval/accuracy"}]}
+    preset = P.parse_preset(d, "t")
+    per_seed = {"fp32": {"samples_per_s": {0: 10.0, 1: 11.0}, "eval/accuracy": {0: 0.5, 1: 0.6}},
+                "bf16": {"samples_per_s": {0: 15.0, 1: 16.0}, "eval/accuracy": {0: 0.5, 1: 0.6}}}
+    for case, faster in (("bf16 native", "bf16"), ("bf16 emulated", "fp32")):
+        monkeypatch.setattr(P, "device_case", lambda device="cpu", case=case: case)
+        verdicts = P.judge_paired(preset, per_seed)
+        assert [v.check.when for v in verdicts] == [case, ""]
+        assert verdicts[0].held is (faster == "bf16")
+        assert f"(only where {case.replace(' ', ' is ')})" in verdicts[0].check.describe()
+    bad = {**d, "checks": [{"higher": "bf16", "lower": "fp32", "when": "fast cpu"}]}
+    with pytest.raises(ConfigError, match="when='fast cpu'; use one of \\['bf16 emulated', 'bf16 native'\\]"):
+        P.parse_preset(bad, "t")
+    assert P.device_case("cpu") in ("bf16 native", "bf16 emulated")   # this machine is one of the two
