@@ -20,6 +20,7 @@ A preset is one YAML file in ``presets/``::
       - {higher: "alpha 1 (fine-tune)", lower: "alpha 0 (scratch)"}       # on `metric` unless given
       - {near: ["LoRA", "full"], tol: 0.05, metric: eval/accuracy}
       - {higher: "bf16", lower: "fp32", metric: samples_per_s, when: bf16 native}   # only on such a device
+      - {higher: "full", lower: "LoRA", metric: "eval/accuracy@10"}       # the value logged at step 10
     after: {wise_ft: {of: finetune, points: 11}}   # optional post-training step (WiSE-FT sweep)
     quick: {model: tiny:bert, max_steps: 4}        # overrides for tests and HFT_NOTEBOOK_QUICK runs
     result: what bench/presets.py measured, written honestly (shown on the page)
