@@ -59,8 +59,8 @@ def report(outcome: P.Outcome, out=sys.stdout) -> None:
           f"(so {cpu / max(1, os.cpu_count() or 1) / 60:.1f}-{cpu / 60:.1f} min on an idle {os.cpu_count()}-core machine; "
           f"preset states {p.minutes:g} min; load average now {os.getloadavg()[0]:.1f})", file=out)
     for label, lines in outcome.extra.get("samples", {}).items():
-        print(f"   sample answers, {label} (seed {outcome.preset.seeds[0]}):", file=out)
-        for line in lines:
+        print(f"   sample answers, {label} {lines[0]}:", file=out)  # the first run's seed
+        for line in lines[1:]:
             print(f"     {line[:300]}", file=out)
     seeds = [d.n for v in outcome.verdicts for d in v.differences]
     if seeds:

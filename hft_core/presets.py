@@ -468,8 +468,8 @@ def outcome_of(preset: Preset, store: Any, run_ids: Iterable[str], group: str = 
         run_ids_by_label.setdefault(rec.name, []).append(rid)
         quick_runs.append(is_quick_run(preset, rec))
         samples = [m for _, _, m in store.events(rid) if m.startswith("sample at step")]
-        if samples:
-            sample_lines.setdefault(rec.name, samples)
+        if samples and rec.name not in sample_lines:
+            sample_lines[rec.name] = [f"(seed {_seed_of(rec)})", *samples]
         for k, val in summarise_run(store, rid, at={c.metric for c in preset.checks if "@" in c.metric}).items():
             per_label.setdefault(rec.name, {}).setdefault(k, []).append(val)
             per_seed.setdefault(rec.name, {}).setdefault(k, {})[_seed_of(rec)] = val
