@@ -235,7 +235,7 @@ def test_sweep_queues_runs_and_compare_overlays(app, shot):
 
 
 def test_a_preset_runs_end_to_end_and_opens_on_compare(app, shot):
-    """Distillation: the teacher runs first, the two students after it (one learns from it by run id)."""
+    """Distillation: the teacher runs first, the three students after it (two learn from it by run id)."""
     open_app(app)
     choose(app, "Preset", re.compile("Distil a 2-layer student"))
     wait_idle(app)
@@ -243,12 +243,12 @@ def test_a_preset_runs_end_to_end_and_opens_on_compare(app, shot):
     widget(app, "stCheckbox", "Quick check").click()  # the preset's quick settings: tiny models, seconds
     wait_idle(app)
     shot(app, "e2e-10-train-preset")
-    click_single(app, app.get_by_role("button", name=re.compile("Run all 3 variants")))
+    click_single(app, app.get_by_role("button", name=re.compile("Run all 4 variants")))
     app.locator("h1", has_text="Compare").wait_for(timeout=60_000)
-    # every variant ends with an eval point: the three curves fill in as the runs finish, in queue order;
-    # their names are read in the same evaluation that finds three (a refresh may re-mount the chart)
-    names = wait_for(lambda: (n := app.evaluate(NAMES_WITH_POINTS_JS)) and len(n) >= 3 and n, 2 * LONG,
-                     "the preset's 3 runs on the Compare chart")
+    # every variant ends with an eval point: the four curves fill in as the runs finish, in queue order;
+    # their names are read in the same evaluation that finds four (a refresh may re-mount the chart)
+    names = wait_for(lambda: (n := app.evaluate(NAMES_WITH_POINTS_JS)) and len(n) >= 4 and n, 2 * LONG,
+                     "the preset's 4 runs on the Compare chart")
     assert any("teacher" in n for n in names) and any("KD" in n for n in names), names
     shot(app, "e2e-11-compare-preset")
     assert not app.console_errors
