@@ -55,6 +55,12 @@ class Claim:
     threads: int = 0  # the CPU cores it holds (claimed with a budget; 0: not counted)
 
 
+# the CPU cores the running runs of a device hold (a budget's use); a run claimed without a
+# budget (threads NULL) counts as holding all of it. Parameters: (budget, device).
+CORES_HELD_SQL = ("SELECT COALESCE(SUM(COALESCE(threads, ?)), 0) FROM runs WHERE status = 'running' "
+                  "AND device = ?")
+
+
 def signal_name(signum: int) -> str:
     """"SIGSEGV (Segmentation fault)" for 11."""
     try:
@@ -145,15 +151,13 @@ class ControlPlane:
         tail of a group: the last run would train on 1 of 2 cores while the other idles). Returns its
         new thread count, or 0 when it stays as it is. A run queued afterwards waits for it, as for
         any run holding the whole CPU."""
-        rows = self._query("SELECT status, COALESCE(threads, 0) FROM runs WHERE device = ? AND status IN "
-                           "('queued', 'running')", (device,))
-        if any(st == "queued" for st, _ in rows) or sum(t for _, t in rows) >= budget:
-            return 0  # a cheap read first: most beats end here, with no write
+        queued = "SELECT 1 FROM runs WHERE device = ? AND status = 'queued' LIMIT 1"
+        if self._query(queued, (device,)) or self._query(CORES_HELD_SQL, (budget, device))[0][0] >= budget:
+            return 0  # cheap reads first: most beats end here, with no write
         with self._write("widen a run in") as con:
-            if con.execute("SELECT 1 FROM runs WHERE device = ? AND status = 'queued' LIMIT 1", (device,)).fetchone():
+            if con.execute(queued, (device,)).fetchone():
                 return 0
-            used = con.execute("SELECT COALESCE(SUM(COALESCE(threads, ?)), 0) FROM runs WHERE device = ? AND "
-                               "status = 'running'", (budget, device)).fetchone()[0]
+            used = con.execute(CORES_HELD_SQL, (budget, device)).fetchone()[0]
             row = con.execute("SELECT threads FROM runs WHERE id = ? AND worker = ? AND status = 'running'",
                               (run_id, worker_id)).fetchone()
             if row is None or not row[0] or used >= budget:
@@ -273,8 +277,7 @@ class ControlPlane:
                 return None  # full, or a time-estimate probe measures the device alone
             used = 0
             if budget:
-                used = con.execute("SELECT COALESCE(SUM(COALESCE(threads, ?)), 0) FROM runs WHERE status = 'running' "
-                                   "AND device = ?", (budget, device)).fetchone()[0]
+                used = con.execute(CORES_HELD_SQL, (budget, device)).fetchone()[0]
             general_alive = None
             for run_id, reserved, after_json, resume, kind, config_json, group in con.execute(
                     "SELECT id, reserved_for, after_json, resume, kind, config_json, group_name FROM runs "

@@ -416,17 +416,7 @@ def group_estimate(cfgs: Sequence[RunConfig], store: Any = None) -> GroupEstimat
 # ---- the cache -----------------------------------------------------------------------------------------
 
 _CACHE = JsonCache(CACHE_FILE)
-_read_cache = _CACHE.read
 _write_cache = _CACHE.put
-
-
-def forget(cfg: RunConfig | None = None) -> None:
-    """Drop one shape's schedule (or all): the next group measures again."""
-    if cfg is None:
-        _MEMO.clear()
-    else:
-        _MEMO.pop(schedule_key(cfg), None)
-    _CACHE.drop(None if cfg is None else schedule_key(cfg))
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
