@@ -33,6 +33,7 @@ reference). ``write_plain_configs`` writes each variant as a plain RunConfig YAM
 """
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ class Check:
 WHEN = ("", "bf16 native", "bf16 emulated")
 
 
+@functools.lru_cache(maxsize=None)  # the hardware does not change; judging reruns every 2 s on Compare
 def device_case(device: str = "cpu") -> str:
     """Which hardware case ``device`` is for the checks that depend on it: "bf16 native" (a CPU with
     avx512_bf16/AMX, a GPU of compute capability 8.0 or later) or "bf16 emulated"."""
@@ -106,6 +108,12 @@ def device_case(device: str = "cpu") -> str:
 def applies(check: "Check", device: str = "cpu") -> bool:
     """Does ``check`` apply on ``device`` (this machine's, where the runs are judged)?"""
     return not check.when or check.when == device_case(device)
+
+
+def checks_here(preset: "Preset") -> list["Check"]:
+    """The preset's checks that apply on its device here (a hardware check only in its own case)."""
+    device = str(preset.base.get("device", "cpu"))
+    return [c for c in preset.checks if applies(c, device)]
 
 
 @dataclass(frozen=True)
@@ -562,8 +570,7 @@ def judge(preset: Preset, per_label: Mapping[str, Mapping[str, list[float]]]) ->
     import statistics
 
     out: list[tuple[Check, bool | None]] = []
-    device = str(preset.base.get("device", "cpu"))
-    for c in (c for c in preset.checks if applies(c, device)):
+    for c in checks_here(preset):
         labels = list(c.near) or [c.higher, c.lower]
         try:
             means = {label: statistics.fmean(per_label[label][c.metric]) for label in labels}
@@ -629,8 +636,7 @@ def judge_paired(preset: Preset, per_seed: Mapping[str, Mapping[str, Mapping[int
     import statistics
 
     out = []
-    device = str(preset.base.get("device", "cpu"))
-    for check in (c for c in preset.checks if applies(c, device)):  # the hardware's case only (Check.when)
+    for check in checks_here(preset):  # the hardware's case only (Check.when)
         labels = list(check.near) or [check.higher, check.lower]
         values = {label: dict(per_seed.get(label, {}).get(check.metric, {})) for label in labels}
         missing = tuple(label for label, v in values.items() if not v)

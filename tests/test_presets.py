@@ -156,7 +156,7 @@ def test_quick_mode_runs(preset, tmp_path, monkeypatch):
         assert {r.status for r in runs} == {"finished"}
     for label in preset.labels:
         assert outcome.values.get(label), f"{preset.name}/{label}: no {preset.metric}"
-    here = [c for c in preset.checks if P.applies(c, str(preset.base.get("device", "cpu")))]  # this device's case
+    here = P.checks_here(preset)  # a hardware check only in this device's case
     assert len(outcome.check_results) == len(here)
     assert outcome.quick and [v.verdict for v in outcome.verdicts] == ["not judged (quick check)"] * len(here)
     per_label = outcome.extra["per_label"]
