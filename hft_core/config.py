@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from hft_core import baselines
 from hft_core.fields import ConfigError, check, coerce_numbers, help_of, param  # noqa: F401 (re-exported)
 from hft_core.strategies import base as registry
 
@@ -99,6 +100,11 @@ class RunConfig:
     n_eval: int = param(200, "Evaluate on this many held-out examples; 0 = all.")
     eval_fraction: float = param(0.2, "Share of the data held out for evaluation (seeded split).")
     max_length: int = param(128, "Truncate texts to this many tokens.")
+    corpus_vocab: int = param(0, "0 = the model's own tokenizer. N > 0 (a tiny:bert model, built from scratch): a "
+                              "WordPiece vocabulary of N words learnt from this run's training texts (never the "
+                              "eval texts), as BERT's was learnt from its corpus; e.g. 4000.")
+    init_std: float = param(0.0, "0 = the model's own init. > 0: the std of the normal draws for freshly "
+                            "initialised weights (a model from scratch, a new head); BERT's is 0.02.")
     batch_size: int = param(16, "Examples per step on each device.")
     grad_accum: int = param(1, "Accumulate gradients over this many batches per optimizer step.")
     max_steps: int = param(60, "Optimizer steps to train.")
@@ -137,6 +143,18 @@ class RunConfig:
         for name in ("n_train", "n_eval", "eval_every", "checkpoint_every", "warmup_steps", "seed"):
             v = getattr(self, name)
             check(isinstance(v, int) and v >= 0, name, v, "use a whole number of 0 or more")
+        if baselines.is_baseline(self.model):
+            problem = baselines.check_config(self)
+            check(not problem, "model", self.model, problem)
+        check(isinstance(self.corpus_vocab, int) and (self.corpus_vocab == 0 or 100 <= self.corpus_vocab <= 100_000),
+              "corpus_vocab", self.corpus_vocab, "use 0 (the model's own tokenizer) or a vocabulary size between "
+              "100 and 100000, e.g. 4000")
+        check(self.corpus_vocab == 0 or self.model.strip().startswith("tiny:bert"), "corpus_vocab", self.corpus_vocab,
+              f"a vocabulary learnt from the corpus needs a model built from scratch, but model is {self.model!r} "
+              "(its embeddings belong to its own tokenizer): use model tiny:bert or tiny:bert-small, or corpus_vocab 0;"
+              " a run that fine-tunes a pretraining run (run:<id>) reads that run's tokenizer by itself")
+        check(isinstance(self.init_std, (int, float)) and 0 <= self.init_std <= 1, "init_std", self.init_std,
+              "use 0 (the model's own init) or a std between 0 and 1, e.g. 0.02")
         check(self.max_length <= 8192, "max_length", self.max_length, "use at most 8192 tokens")
         check(0 < self.lr < 1, "lr", self.lr, "use a learning rate between 0 and 1, e.g. 1e-4")
         check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "use 0 or a positive number")

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from hft_core import home
+from hft_core import baselines, home
 from hft_core.config import RunConfig
 from hft_core.json_cache import JsonCache
 
@@ -337,6 +337,8 @@ def cached_probe(cfg: RunConfig) -> Probe | None:
 
 def measure(cfg: RunConfig, cancel: Callable[[], bool] | None = None) -> Probe:
     """The cached probe of ``cfg``'s shape, or a new one (blocking) stored in the cache."""
+    if baselines.is_baseline(cfg.model):   # nothing to time: no steps (estimate() gives its figure)
+        return Probe(shape_key(cfg), 0.0, 0.0, BASELINE_S, 0.0, 0.0, 0.0, 0, 0, time.time(), describe_shape(cfg))
     probe = cached_probe(cfg)
     if probe is None:
         probe = run_probe(cfg, cancel)
@@ -395,8 +397,13 @@ def estimate_from_history(cfg: RunConfig, store: Any, limit: int = 20) -> Estima
                     f"from {n} earlier run{'s' if n > 1 else ''} of this shape")
 
 
+BASELINE_S = 3.0   # a baseline (bag-of-words) reads its data and fits once: a few seconds, no steps
+
+
 def estimate(cfg: RunConfig, store: Any = None) -> Estimate | None:
     """The best figure without measuring: a cached probe, else earlier runs, else None."""
+    if baselines.is_baseline(cfg.model):
+        return Estimate(BASELINE_S, 0.0, 0, BASELINE_S, 0.0, 0.0, "baseline", "a baseline is fitted once, no steps")
     probe = cached_probe(cfg)
     if probe is not None:
         return estimate_from_probe(cfg, probe)

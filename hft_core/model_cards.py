@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from hft_core import home, recommendations
+from hft_core import baselines, home, recommendations
 from hft_core.config import RunConfig
 
 PRETRAINED_ENCODER, PRETRAINED_DECODER, RANDOM = "pretrained encoder", "pretrained decoder", "random"
@@ -93,6 +93,8 @@ SMOLLM2 = dict(title="SmolLM2-135M", kind=PRETRAINED_DECODER, lr=5e-5, max_lengt
                "steps); LoRA lr by the 10x rule measured on MiniLM")
 TINY = dict(kind=RANDOM, lr=1e-3, max_length=128, batch_size=16, max_steps=40,
             evidence="the quick demo and presets/distill_student.yaml (random 2-layer models at lr 1e-3)")
+BASELINE = dict(kind=baselines.KIND, lr=1e-3, max_length=128, batch_size=16, max_steps=60,
+                evidence="not a neural network (hft_core/baselines.py): no steps, learning rate or batch")
 BIG_ENCODER = dict(kind=PRETRAINED_ENCODER, lr=3e-5, max_length=128, batch_size=16, max_steps=60,
                    evidence="BERT's fine-tuning range 2e-5..5e-5 (Devlin et al. 2019); LoRA by the 10x rule")
 BIG_DECODER = dict(kind=PRETRAINED_DECODER, lr=2e-5, max_length=128, batch_size=8, max_steps=60,
@@ -105,6 +107,8 @@ DECODER_NAMES = re.compile(r"gpt|llama|smol|qwen|mistral|phi|gemma|opt-|pythia|f
 def model_card(source: str, _depth: int = 0) -> ModelCard:
     """The card of ``source``; never raises for a well-formed source string (unknown: a generic card)."""
     s = (source or "").strip()
+    if baselines.is_baseline(s):
+        return ModelCard(source=s, title=s.split(":", 1)[1], **BASELINE)
     if s == "bundled:minilm-l6":
         return ModelCard(source=s, **MINILM)
     if s == "bundled:smollm2-135m":
@@ -180,6 +184,8 @@ def recommended(cfg: RunConfig, card: ModelCard | None = None) -> dict[str, Any]
 
 def recommended_values(card: ModelCard, *, lora: bool, data: str) -> dict[str, Any]:
     """{field: value} of ``card`` for a run with or without LoRA on ``data`` (max_steps only for demo data)."""
+    if card.kind == baselines.KIND:
+        return {}   # fitted once: nothing of a training recipe applies
     values: dict[str, Any] = {"lr": card.lr_for(lora), "max_length": card.max_length, "batch_size": card.batch_size}
     if data in DEMO_DATA:
         values["max_steps"] = card.max_steps
@@ -217,6 +223,8 @@ def apply_model_card(cfg: RunConfig, explicit: set[str] | frozenset[str] = froze
 def lr_warning(cfg: RunConfig) -> str | None:
     """One line when ``cfg.lr`` is far outside the range for its kind of model, else None."""
     card = model_card(cfg.model)
+    if card.kind == baselines.KIND:
+        return None
     lora = has_lora(cfg)
     lo, hi = card.lr_range(lora)
     rec = card.lr_for(lora)

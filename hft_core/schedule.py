@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from hft_core import baselines
 from hft_core.config import RunConfig
 from hft_core.json_cache import JsonCache
 
@@ -155,6 +156,8 @@ def claim_width(kind: str, config_json: str, cores: int, in_group: bool) -> int:
         cfg = RunConfig.from_dict(json.loads(config_json))
     except Exception:  # noqa: BLE001 - claimed anyway; it fails in the trainer with the reason
         return cores
+    if baselines.is_baseline(cfg.model):
+        return 1   # scikit-learn's fit: one core, seconds
     return max(1, min(cores, threads_for(cfg, cores)))
 
 
@@ -167,7 +170,7 @@ def needs_measure(cfgs: Sequence[RunConfig]) -> list[RunConfig]:
         return []
     by_key: dict[str, list[RunConfig]] = {}
     for cfg in cfgs:
-        if resolved_device(cfg.device) == "cpu":
+        if resolved_device(cfg.device) == "cpu" and not baselines.is_baseline(cfg.model):
             by_key.setdefault(schedule_key(cfg), []).append(cfg)
     return [group[0] for key, group in by_key.items() if len(group) >= 2 and cached(group[0]) is None]
 

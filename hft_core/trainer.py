@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hft_core import baselines
 from hft_core import data as data_sources
 from hft_core import models as model_sources
 from hft_core.config import RunConfig
@@ -62,6 +63,8 @@ class TrainResult:
 
 def train(cfg: RunConfig, sink: MetricSink | None = None, stop: threading.Event | None = None, *,
           out_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
+    if baselines.is_baseline(cfg.model):   # a classic model (bag-of-words): fitted once, no steps, no checkpoint
+        return baselines.train(cfg, sink)
     stop = stop or threading.Event()
     ckpt_dir = Path(out_dir) / "checkpoint" if out_dir else None
     if resume and out_dir:
@@ -95,8 +98,12 @@ def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop
                                      n_train=cfg.n_train, n_eval=cfg.n_eval, eval_fraction=cfg.eval_fraction,
                                      seed=cfg.seed)
     num_labels = dataset.num_labels if cfg.task == "classification" else 0
-    tokenizer = model_sources.load_tokenizer(cfg.model)
-    model = model_sources.load_model(cfg.model, cfg.task, num_labels, pretrained=True, seed=cfg.seed)
+    # a vocabulary learnt from the corpus comes from the training split only (never the eval texts)
+    tokenizer = model_sources.run_tokenizer(cfg.model, cfg.corpus_vocab,
+                                            (_text_of(e) for e in (dataset.pool or dataset.train)))
+    own_vocab = tokenizer if cfg.corpus_vocab else None
+    model = model_sources.load_model(cfg.model, cfg.task, num_labels, pretrained=True, seed=cfg.seed,
+                                     tokenizer=own_vocab, init_std=cfg.init_std)
     dupes = f" ({dataset.duplicates_dropped} exact duplicates dropped)" if dataset.duplicates_dropped else ""
     sink.event(f"data {cfg.data}: {len(dataset.train)} train / {len(dataset.eval)} eval examples{dupes}; "
                f"model {cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
@@ -106,7 +113,8 @@ def _train(cfg: RunConfig, runtime: Runtime, plan, sink: MetricSink | None, stop
     ctx = StrategyContext(
         task=cfg.task, num_labels=num_labels, tokenizer=tokenizer, device=device, seed=cfg.seed,
         max_steps=cfg.max_steps, model_source=cfg.model,
-        fresh_model=lambda seed: model_sources.load_model(cfg.model, cfg.task, num_labels, pretrained=False, seed=seed),
+        fresh_model=lambda seed: model_sources.load_model(cfg.model, cfg.task, num_labels, pretrained=False, seed=seed,
+                                                          tokenizer=own_vocab, init_std=cfg.init_std),
         load_model=lambda source: model_sources.load_model(source, cfg.task, num_labels),
         # the whole training split as text, labels unused: KD's transfer set (in a few-shot run, the
         # n_train labelled examples plus the rest of the corpus without its labels; never eval data)
@@ -437,3 +445,10 @@ def _rmtree(path: Path) -> None:
 
 def _fmt(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+
+
+def _text_of(example: dict) -> str:
+    """An example's text for learning a vocabulary: its text, or its prompt and response."""
+    if "text" in example:
+        return example["text"]
+    return f"{example.get('prompt', '')}\n{example.get('response', '')}"
