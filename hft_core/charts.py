@@ -22,6 +22,7 @@ import copy
 import functools
 import hashlib
 import math
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -556,3 +557,52 @@ def metric_figure(*args: Any, **kwargs: Any) -> go.Figure:
 def delta_figure(*args: Any, **kwargs: Any) -> go.Figure:
     """``delta_spec`` as a go.Figure."""
     return go.Figure(delta_spec(*args, **kwargs))
+
+
+# ---- a final metric against a swept quantity (labels, pretraining steps) -----------------------------
+
+CURVE_COLOURS = {"tiny BERT after contrastive pretraining": "#2ca02c", "tiny BERT from scratch": "#7f7f7f",
+                 "tiny BERT after masked-LM pretraining": "#ff7f0e", "bag-of-words logistic regression": "#1f77b4"}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line of a measured curve: at each x, the metric's mean and sd over seeds, from n values."""
+
+    name: str
+    x: list
+    mean: list[float]
+    sd: list[float]
+    n: list[int]
+
+
+def curves_of(series: Mapping[str, Mapping[Any, Sequence[float]]]) -> list[Curve]:
+    """{name: {x: values over seeds}} -> one Curve per name, x in the order given."""
+    import statistics
+
+    out = []
+    for name, points in series.items():
+        xs = list(points)
+        vals = [list(points[x]) for x in xs]
+        out.append(Curve(name, xs, [statistics.fmean(v) if v else float("nan") for v in vals],
+                         [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals], [len(v) for v in vals]))
+    return out
+
+
+def curve_figure(curves: Sequence[Any], title: str, x_title: str, metric: str = "eval/accuracy", *,
+                 log_x: bool = False, height: int = 360) -> go.Figure:
+    """One line per curve (``explain.Curve``: name, x, mean, sd), the sd over seeds as error bars; a
+    baseline (a name starting "bag-of-words") dotted."""
+    fig = go.Figure()
+    for i, c in enumerate(curves):
+        fig.add_scatter(x=list(c.x), y=list(c.mean), name=c.name, mode="lines+markers",
+                        line=dict(color=CURVE_COLOURS.get(c.name, PALETTE[i % len(PALETTE)]),
+                                  dash="dot" if c.name.startswith("bag-of-words") else "solid"),
+                        error_y=dict(type="data", array=list(c.sd), visible=True, thickness=1))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=axis_title(metric), height=height,
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    if metric_info(metric)[1] == "%" or metric.startswith("eval/accuracy"):
+        fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    if log_x and curves:
+        fig.update_xaxes(type="log", tickvals=list(curves[0].x))
+    return fig

@@ -208,6 +208,10 @@ def cmd_preset(args: argparse.Namespace) -> int:
             print(f"{p.name:24} {p.title}\n{'':24} {p.question}")
         return 0
     preset = load_preset(args.name)
+    if args.label_budgets:   # the same preset at each number of labelled examples, as one group
+        from hft_core.label_budget import label_budget_preset
+
+        preset = label_budget_preset(preset, _int_list(args.label_budgets, "--label-budgets"))
     seeds = _seed_list(args.seeds) if args.seeds else None
     if args.backend == "ray":  # each run a Ray task; results come back to this machine's store
         from hft_core.ray_backend import run_preset_on_ray
@@ -274,9 +278,7 @@ def _runs_of(store, names: Sequence[str]) -> tuple[str, list[str], object]:
     from hft_core.comparison import runs_of
 
     group, runs = runs_of(store, names)
-    name = presets.preset_of_group(group)
-    known = {p.name for p in presets.list_presets()}
-    return group, runs, (presets.load_preset(name) if name in known else None)
+    return group, runs, presets.preset_named(presets.preset_of_group(group))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -317,6 +319,17 @@ def _seed_list(text: str) -> list[int]:
         return list(range(int(text)))
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: give a count (3 = seeds 0,1,2) or a list such as 3,4,5") from None
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    """'25,50,100' -> [25, 50, 100]."""
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        out = []
+    if not out:
+        raise ConfigError(f"{flag} {text!r}: give whole numbers separated by commas, e.g. 25,50,100,200")
+    return out
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -507,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("name", nargs="?", default="", help="preset name or YAML path; empty = list them")
     pr.add_argument("--seeds", default="", help="3 = seeds 0,1,2; or a list, e.g. 3,4,5 (default: the preset's first)")
     pr.add_argument("--quick", action="store_true", help="tiny models, a few steps: seconds, for checking")
+    pr.add_argument("--label-budgets", default="", metavar="N,N,...",
+                    help="repeat the preset's fine-tuning variants at each number of labelled examples, e.g. "
+                    "25,50,100,200 (one group; a pretraining variant runs once per seed)")
     pr.add_argument("--backend", choices=("local", "ray"), default="local",
                     help="local: train here, one run after another; ray: each run a Ray task on a cluster")
     pr.add_argument("--address", default=None, help="with --backend ray: 'auto' or ray://host:10001 "

@@ -653,3 +653,37 @@ def _bundled_minilm_weights() -> Path | None:
         return None
     p = Path(list(spec.submodule_search_locations)[0]) / "model" / "model.safetensors"
     return p if p.exists() else None
+
+
+# ---- pretraining: the measured curves ----------------------------------------------------------------
+
+PRETRAINING_CURVES = Path(__file__).resolve().parents[1] / "presets" / "measured" / "pretrain_then_finetune.json"
+
+
+@dataclass(frozen=True)
+class PretrainingCurves:
+    """What ``bench/pretraining_curves.py`` measured: accuracy against pretraining steps and against labels."""
+
+    by_steps: list        # charts.Curve each
+    by_labels: list
+    seeds: list[int]
+    command: str
+    machine: str
+
+
+def pretraining_curves(path: str | Path | None = None) -> PretrainingCurves | None:
+    """The measured curves of the pretraining lesson, or None when they were never measured here."""
+    import json
+
+    from hft_core.charts import curves_of
+
+    p = Path(path or PRETRAINING_CURVES)
+    if not p.is_file():
+        return None
+    d = json.loads(p.read_text(encoding="utf-8"))
+
+    def curves(part: dict) -> list:
+        return curves_of({name: dict(zip(part["x"], runs)) for name, runs in part["series"].items()})
+
+    return PretrainingCurves(curves(d["pretraining_steps"]), curves(d["label_budget"]), list(d["seeds"]),
+                             d.get("command", ""), d.get("machine", ""))

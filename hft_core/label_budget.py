@@ -17,6 +17,7 @@ on it, ``hft compare <group>`` reads it), the fine-tuning runs waiting for their
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Iterable, Sequence
 
 from hft_core import presets as P
@@ -54,7 +55,8 @@ def label_budget_preset(preset: P.Preset, budgets: Sequence[int] = LABEL_BUDGETS
                    if {x for x in (c.higher, c.lower, *c.near) if x} <= names)
     n_runs, n_before = len(shared) + len(repeated) * len(budgets), len(preset.variants)
     swept = dataclasses.replace(
-        preset, name=f"{preset.name}_by_labels", title=f"{preset.title}: accuracy against the number of labels",
+        preset, name=f"{preset.name}{P.BY_LABELS}" + ("" if budgets == list(LABEL_BUDGETS) else
+                                                     "".join(f"_{n}" for n in budgets)), title=f"{preset.title}: accuracy against the number of labels",
         question=f"{preset.question} How does the answer change with {', '.join(map(str, budgets))} labelled "
                  "examples?",
         expected=f"{preset.expected} The gain from pretraining is largest with the fewest labels.",
@@ -79,3 +81,83 @@ def submit_label_budget_sweep(target: Any, preset: str | P.Preset = PRESET, budg
     """
     base = P.load_preset(preset) if isinstance(preset, str) else preset
     return P.submit_preset(target, label_budget_preset(base, budgets), seeds, quick=quick, group=group)
+
+
+# ---- the pretraining-budget sweep ---------------------------------------------------------------
+
+PRETRAINING_STEPS = (50, 150, 300)   # plus 0: the from-scratch variant is the curve's first point
+BY_STEPS = "_by_pretraining_steps"
+
+
+def steps_label(label: str, n: int) -> str:
+    return f"{label} · {n} pretraining steps"
+
+
+def pretraining_budget_preset(preset: P.Preset, pretraining: str, steps: Sequence[int] = PRETRAINING_STEPS
+                              ) -> P.Preset:
+    """``preset`` as fine-tuned accuracy against the pretraining budget of its variant ``pretraining`` (an id).
+
+    For each budget n the pretraining variant runs with ``max_steps`` n (its warmup scaled alike, so
+    each budget is spent as a run of that length would spend it), and every fine-tuning variant that
+    starts from it (``run:{id}``) fine-tunes that checkpoint, labelled "<label> · n pretraining steps".
+    Variants that do not start from it (from scratch: the curve at 0 steps; baselines) run once per
+    seed, as in the preset; other pretraining variants and their fine-tunes are left out.
+    """
+    steps = list(dict.fromkeys(int(n) for n in steps))
+    if not steps or any(n < 1 for n in steps):
+        raise ConfigError(f"pretraining budgets {steps!r} are not valid: give whole numbers of steps of at least 1, "
+                          "e.g. 50, 150, 300")
+    source = next((v for v in preset.variants if v.id == pretraining), None)
+    if source is None:
+        raise ConfigError(f"preset {preset.name} has no pretraining variant with id {pretraining!r}; its ids are "
+                          f"{[v.id for v in preset.variants if v.id]}")
+    ref = "{" + pretraining + "}"
+    tuned = [v for v in preset.variants if ref in v.needs_text]
+    others = [v for v in preset.variants if not v.id and not v.needs]
+    base_steps = int(source.set.get("max_steps", preset.base.get("max_steps", 1)))
+    base_warmup = int(source.set.get("warmup_steps", preset.base.get("warmup_steps", 0)))
+    variants: list[P.Variant] = []
+    for n in steps:
+        vid = f"{pretraining}_{n}"
+        warmup = round(base_warmup * n / base_steps) if base_warmup else 0
+        variants.append(dataclasses.replace(source, id=vid, label=steps_label(source.label, n),
+                                            set={**source.set, "max_steps": n, "warmup_steps": warmup}))
+        variants += [dataclasses.replace(v, label=steps_label(v.label, n),
+                                         set={k: (x.replace(ref, "{" + vid + "}") if isinstance(x, str) else x)
+                                              for k, x in v.set.items()}) for v in tuned]
+    variants += others
+    n_runs = len(variants)
+    swept = dataclasses.replace(
+        preset, name=f"{preset.name}{BY_STEPS}", title=f"{preset.title}: accuracy against the pretraining budget",
+        question=f"{preset.question} How does the answer change with {', '.join(map(str, steps))} steps of "
+                 f"{source.label}?",
+        expected="Fine-tuned accuracy rises with the pretraining budget, from the from-scratch run at 0 steps.",
+        look_for="eval/accuracy of each fine-tuning run against the steps of pretraining it started from.",
+        variants=tuple(variants), checks=(),
+        minutes=round(preset.minutes * n_runs / len(preset.variants), 1) if preset.minutes else 0.0,
+        result="", path="")
+    for quick in (False, True):
+        P.preset_runs(swept, quick=quick)
+    return swept
+
+
+# ---- the curve, from a group's finished runs ----------------------------------------------------------
+
+_BUDGET_NAME = re.compile(r"^(?P<label>.+) · (?P<n>\d+) labels$")
+
+
+def budget_curves(store: Any, run_ids: Iterable[str], metric: str = "eval/accuracy") -> list:
+    """The finished runs named "<label> · N labels" as one ``charts.Curve`` per label: x = N, the mean and
+    sd of the final ``metric`` over seeds. Empty when no such run has finished (not a label-budget group)."""
+    from hft_core.charts import curves_of
+
+    series: dict[str, dict[int, list[float]]] = {}
+    for rid in run_ids:
+        rec = store.get_run(rid)
+        m = _BUDGET_NAME.match(rec.name or "")
+        if rec.status != "finished" or not m:
+            continue
+        value = P.summarise_run(store, rid).get(metric)
+        if value is not None:
+            series.setdefault(m["label"], {}).setdefault(int(m["n"]), []).append(value)
+    return curves_of({label: dict(sorted(points.items())) for label, points in series.items()})

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from hft_core import stats
+from hft_core import baselines, stats
 from hft_core.config import ConfigError, RunConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
@@ -62,6 +62,11 @@ class Variant:
     def needs(self) -> set[str]:
         """Ids of the variants this one refers to (must run first)."""
         return {m for v in self.set.values() if isinstance(v, str) for m in REF.findall(v)}
+
+    @property
+    def needs_text(self) -> str:
+        """Every reference of this variant, as "{id}" strings joined: ``"{pretrain}" in v.needs_text``."""
+        return " ".join("{" + m + "}" for m in sorted(self.needs))
 
 
 @dataclass(frozen=True)
@@ -148,9 +153,27 @@ class Preset:
 
 # ---- loading ---------------------------------------------------------------------------
 
+BY_LABELS = "_by_labels"   # label_budget.label_budget_preset names its sweep "<preset>_by_labels", and
+# "<preset>_by_labels_25_50" for budgets other than its default ones: the name says what the group holds
+SWEEP_NAME = re.compile(r"^(?P<base>.+?)(?:(?P<labels>_by_labels)(?P<budgets>(?:_\d+)*)|(?P<steps>_by_pretraining_steps))$")
+
+
 def load_preset(name_or_path: str | Path) -> Preset:
     """A preset by name ("finetune_vs_scratch") or path; every variant is validated as a RunConfig."""
     p = Path(name_or_path)
+    if not p.suffix and not (PRESET_DIR / f"{p}.yaml").exists():
+        # a sweep of a preset, named by the preset it was made from (so a group's name says which):
+        # "<preset>_by_labels" its label-budget sweep, "<preset>_by_pretraining_steps" its pretraining-budget
+        # sweep of its first pretraining variant
+        from hft_core import label_budget as LB
+
+        m = SWEEP_NAME.match(str(p))
+        if m and m["labels"]:
+            budgets = [int(n) for n in m["budgets"].split("_") if n] or LB.LABEL_BUDGETS
+            return LB.label_budget_preset(load_preset(m["base"]), budgets)
+        if m and m["steps"]:
+            base = load_preset(m["base"])
+            return LB.pretraining_budget_preset(base, next((v.id for v in base.variants if v.id), ""))
     if not p.suffix:
         p = PRESET_DIR / f"{p}.yaml"
     if not p.exists():
@@ -275,6 +298,11 @@ def variant_config(preset: Preset, variant: Variant, seed: int | None = None, *,
             cfg = cfg.with_overrides(preset.quick)
             # a reference to another variant's run (model: "run:{pretrain}") stays one in quick mode
             refs = {k: v for k, v in overrides.items() if isinstance(variant.set[k], str) and REF.search(variant.set[k])}
+            # so does a baseline (it is quick already), and such a variant keeps its own vocabulary setting
+            if baselines.is_baseline(overrides.get("model", "")):
+                refs["model"] = overrides["model"]
+            if "model" in refs and "corpus_vocab" in overrides:
+                refs["corpus_vocab"] = overrides["corpus_vocab"]
             cfg = cfg.with_overrides(refs) if refs else cfg
         extra = {"name": variant.label, "group": group or cfg.group}
         if seed is not None:
@@ -664,6 +692,19 @@ def preset_of_group(group: str) -> str:
     check's "lora_vs_full-1126-101500-quick" too), else ""."""
     m = GROUP_STAMP.match(group or "")
     return m.group("name") if m else ""
+
+
+def preset_named(name: str) -> Preset | None:
+    """The preset called ``name`` (a group's ``preset_of_group``): one of the preset files, or a sweep of one
+    ("<preset>_by_labels", "<preset>_by_pretraining_steps"); None when there is no such preset."""
+    known = {p.name for p in list_presets()}
+    m = SWEEP_NAME.match(name or "")
+    if name in known or (m and m["base"] in known):
+        try:
+            return load_preset(name)
+        except ConfigError:
+            return None
+    return None
 
 
 def preset_groups(store: Any, preset: Preset) -> list[str]:

@@ -99,7 +99,7 @@ def build_report(store: Any, run_ids: Sequence[str], *, group: str = "", metric:
     run_ids = list(run_ids)
     records = [store.get_run(rid) for rid in run_ids]
     preset_name = presets.preset_of_group(group)
-    preset = presets.load_preset(preset_name) if preset_name in {p.name for p in presets.list_presets()} else None
+    preset = presets.preset_named(preset_name)
     metric = metric or (preset.metric if preset is not None else "eval/accuracy")
     cmp = comparison.compare_runs(store, run_ids, metric, preset=preset)
     verdicts = presets.judge_group(store, group, preset) if preset is not None else []

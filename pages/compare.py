@@ -156,10 +156,9 @@ st.fragment(chart_panel)()  # rerun every 2 s by the chart iframe while runs tra
 from hft_core import presets  # noqa: E402
 from ui.preset_outcome import render_preset_outcome  # noqa: E402
 
-if presets.preset_of_group(ss.get("compare.group") or "") in {p.name for p in presets.list_presets()}:
+if (group_preset := presets.preset_named(presets.preset_of_group(ss.get("compare.group") or ""))) is not None:
     with st.expander("Did the preset's expected outcome hold on these runs?", expanded=True):
-        render_preset_outcome(presets.load_preset(presets.preset_of_group(ss["compare.group"])), store,
-                              [ss["compare.group"]])
+        render_preset_outcome(group_preset, store, [ss["compare.group"]])
 
 from ui import study_view  # noqa: E402  (a search study: best so far, parameters, importance, the trials' curves)
 

@@ -69,7 +69,7 @@ with top_right:
                 st.markdown(chosen.result)
         render_preset_outcome(chosen, ui_state.store())  # the user's own runs of it against the expected outcome
 
-token, preset_clicked = ss["f.token"], False
+token, preset_clicked, budgets_clicked = ss["f.token"], False, False
 if chosen is not None:  # the whole comparison, queued as one group and opened on Compare
     q1, q2, q3 = st.columns([2.2, 2.6, 4], vertical_alignment="center")
     preset_clicked = q1.button(f"Run all {len(chosen.variants)} variants of this preset", key=f"preset-{token}",
@@ -81,6 +81,12 @@ if chosen is not None:  # the whole comparison, queued as one group and opened o
         f"about {chosen.minutes:g} min on 2 CPU cores" if chosen.minutes else "")
     q3.caption(f"{len(chosen.variants)} variant(s) × seed {chosen.seeds[0]}{f': {when}' if when else ''}; "
                "or edit the loaded variant below and Start it alone.")
+    if launch.has_label_budgets(chosen):   # pretraining matters most when labels are few: the curve
+        budgets_clicked = st.button(f"Run it at {launch.budgets_text()} labelled examples (one group)",
+                                    key=f"budgets-{token}", icon=":material/stacked_line_chart:",
+                                    help="The preset's fine-tuning variants at each number of labelled examples; "
+                                         "each pretraining run once, shared by every budget. Compare draws "
+                                         "accuracy against the number of labels.")
 with st.form("start-form", enter_to_submit=True):
     c_name, c_group, c_live, c_start = st.columns([3, 2, 2, 1.3], vertical_alignment="bottom")
     c_name.text_input("Run name", key="cfg.name", placeholder="generated: model + strategies",
@@ -208,10 +214,14 @@ with summary_box:
 if (params := tf.link_params(ss, PRESETS, data_source)) != st.query_params.to_dict():
     st.query_params.from_dict(params)  # the form in the URL: a reload or a shared link reopens it
 
-if start_clicked or sweep_clicked or preset_clicked:
+if start_clicked or sweep_clicked or preset_clicked or budgets_clicked:
     mgr, page, ids, what = ui_state.manager(), "", [], ""
     try:
-        if preset_clicked:
+        if budgets_clicked:
+            group, ids = launch.start_label_budgets(mgr, chosen, bool(ss.get("f.preset_quick")))
+            launch.open_preset_on_compare(ss, chosen, group, ids)
+            what, page = f"label-budget group {group}", "pages/compare.py"
+        elif preset_clicked:
             group, ids = launch.start_preset(mgr, chosen, bool(ss.get("f.preset_quick")))
             launch.open_preset_on_compare(ss, chosen, group, ids)
             what, page = f"preset group {group}", "pages/compare.py"

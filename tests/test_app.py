@@ -497,6 +497,26 @@ def test_run_all_variants_of_a_preset_opens_its_group_on_compare(lab):
     assert at.session_state["compare.metric"] == "eval/accuracy"
 
 
+def test_the_pretraining_preset_runs_at_every_label_budget_as_one_group(lab):
+    store, mgr = lab
+    at = app(mgr)
+    title = next(o for o in at.selectbox(key="f.preset").options if "Pretraining" in o)
+    at.selectbox(key="f.preset").set_value(title).run()
+    budgets = next(b for b in at.button if b.label.startswith("Run it at 25 / 50 / 100 / 200 labelled"))
+    budgets.click().run()
+    assert not at.exception, at.exception
+    runs = store.list_runs()
+    assert len(runs) == 2 + 4 * 4 and len({r.group for r in runs}) == 1   # pretraining once each, 4 variants x 4
+    assert runs[0].group.startswith("pretrain_then_finetune_by_labels-")
+    assert {r.config["n_train"] for r in runs if r.name.endswith(" labels")} == {25, 50, 100, 200}
+    assert [t.value for t in at.title] == ["Compare"] and at.session_state["compare.group"] == runs[0].group
+    # a preset without a pretraining run has no such button
+    at.switch_page("pages/train.py").run()
+    title = next(o for o in at.selectbox(key="f.preset").options if "scratch" in o.lower())
+    at.selectbox(key="f.preset").set_value(title).run()
+    assert not any(b.label.startswith("Run it at") for b in at.button)
+
+
 def test_a_variant_that_needs_another_variants_run_says_how_to_start_it(lab):
     store, mgr = lab
     at = app(mgr)

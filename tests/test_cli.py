@@ -127,6 +127,41 @@ def test_preset_quick_runs_every_variant_as_one_group(home, capsys):
         assert len(runs) == 3  # alpha 1, 0.5, 0
 
 
+def test_the_bag_of_words_baseline_trains_from_the_cli_like_a_model(home, capsys):
+    assert main(["train", "--set", "model=baseline:bag-of-words", "--set", f"data={home / 'toy.csv'}",
+                 "--set", "n_eval=8", "--set", "max_steps=5"]) == 0
+    assert "lr set to" not in capsys.readouterr().err   # no training recipe applies to it: no advice
+    rec, df = only_run(home)
+    assert rec.status == "finished" and rec.config["model"] == "baseline:bag-of-words"
+    acc = df[df["name"] == "eval/accuracy"]
+    assert acc["step"].tolist() == [5] and acc["value"].iloc[0] == 1.0   # two topics with disjoint words
+    assert main(["train", "--set", "model=baseline:bag-of-words", "--set", "task=causal-lm"]) == 2
+    assert "use task classification" in capsys.readouterr().err
+
+
+def test_preset_at_label_budgets_trains_one_group_that_compare_judges_and_draws(home, capsys):
+    from hft_core import label_budget, presets
+
+    assert main(["preset", "pretrain_then_finetune", "--label-budgets", "25,50", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "open the group 'pretrain_then_finetune_by_labels_25_50-" in out   # the name says the budgets
+    assert ("expected tiny BERT after contrastive pretraining · 25 labels > tiny BERT from scratch · 25 labels on "
+            "eval/accuracy: not judged (quick check)") in out
+    with RunStore(home / "home") as store:
+        runs = store.list_runs()
+        assert {r.status for r in runs} == {"finished"} and len({r.group for r in runs}) == 1
+        assert len(runs) == 2 + 4 * 2   # each pretraining once, the 4 fine-tuning variants at 2 budgets
+        assert sorted(r.config["n_train"] for r in runs if r.name.endswith(" labels")) == [25] * 4 + [50] * 4
+        curves = label_budget.budget_curves(store, [r.id for r in runs])
+        assert {c.name for c in curves} == {"tiny BERT from scratch", "tiny BERT after contrastive pretraining",
+                                            "tiny BERT after masked-LM pretraining", "bag-of-words logistic regression"}
+        assert all(c.x == [25, 50] and c.n == [1, 1] for c in curves)
+        group = runs[0].group
+        assert len(presets.judge_group(store, group)) == 4 * 2   # every check at every budget
+    assert main(["compare", group]) == 0
+    assert "tiny BERT after contrastive pretraining · 50 labels" in capsys.readouterr().out
+
+
 def test_queue_shows_what_waits_and_what_runs(home, capsys):
     with RunStore(home / "home") as store:
         from hft_core.config import RunConfig

@@ -124,3 +124,29 @@ def test_half_ft_lpft_and_instruct_pictures():
                                                    "data and to compute.").run()
     assert not at.exception, at.exception
     assert metric(at, "tokens in the loss") != n and "in the loss" in " ".join(m.value for m in at.markdown)
+
+
+def test_the_pretraining_lesson_draws_the_measured_curves(tmp_path, monkeypatch):
+    import json
+
+    from hft_core import explain
+
+    missing = tmp_path / "none.json"
+    monkeypatch.setattr(explain, "PRETRAINING_CURVES", missing)
+    at = open_lesson("pretraining")
+    assert any("bench/pretraining_curves.py" in i.value for i in at.info)   # not measured here: says how
+    measured = tmp_path / "curves.json"
+    measured.write_text(json.dumps({
+        "seeds": [0, 1], "command": "python bench/pretraining_curves.py --seeds 0,1", "machine": "test",
+        "pretraining_steps": {"x": [0, 50], "series": {"tiny BERT after contrastive pretraining": [[0.6, 0.7], [0.8, 0.9]]}},
+        "label_budget": {"x": [25, 50], "series": {"tiny BERT from scratch": [[0.3, 0.5], [0.4, 0.6]],
+                                                   "bag-of-words logistic regression": [[0.9, 0.9], [0.95, 0.95]]}}}))
+    monkeypatch.setattr(explain, "PRETRAINING_CURVES", measured)
+    at = open_lesson("pretraining")
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    steps, labels = charts[0], charts[1]
+    assert [t["name"] for t in steps["data"]] == ["tiny BERT after contrastive pretraining"]
+    assert steps["data"][0]["x"] == [0, 50] and steps["data"][0]["y"] == pytest.approx([0.65, 0.85])
+    assert [t["name"] for t in labels["data"]] == ["tiny BERT from scratch", "bag-of-words logistic regression"]
+    assert labels["data"][0]["error_y"]["array"] == pytest.approx([0.1414, 0.1414], abs=1e-3)   # sd over seeds
+    assert any("seeds 0, 1" in c.value for c in at.caption)

@@ -29,8 +29,9 @@ def test_every_variant_is_a_valid_config(preset):
         assert RunConfig.from_yaml(cfg.to_yaml()) == cfg
     assert {cfg.seed for _, cfg in runs} == set(preset.seeds)
     for label, cfg in P.preset_runs(preset, quick=True):
-        # a tiny model, or the run of another variant (which is itself tiny in quick mode)
-        assert cfg.model.startswith(("tiny:", "run:{")), f"{preset.name}/{label}: quick mode must use a tiny model"
+        # a tiny model, the run of another variant (which is itself tiny in quick mode), or a baseline (seconds)
+        assert cfg.model.startswith(("tiny:", "run:{", "baseline:")), \
+            f"{preset.name}/{label}: quick mode must use a tiny model"
 
 
 @pytest.mark.parametrize("preset", ALL, ids=NAMES)

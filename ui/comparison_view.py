@@ -10,14 +10,15 @@ from typing import Any, Sequence
 
 import streamlit as st
 
+from hft_core import charts
 from hft_core import comparison as C
+from hft_core import label_budget as LB
 from hft_core import presets as P
 
 
 def preset_of(group: str) -> P.Preset | None:
     """The preset that made ``group`` (its name is "<preset>-MMDD-HHMMSS"), else None."""
-    name = P.preset_of_group(group or "")
-    return P.load_preset(name) if name in {p.name for p in P.list_presets()} else None
+    return P.preset_named(P.preset_of_group(group or ""))
 
 
 def comparison_of(store: Any, run_ids: Sequence[str], metric: str, group: str = "") -> C.Comparison:
@@ -28,6 +29,10 @@ def comparison_of(store: Any, run_ids: Sequence[str], metric: str, group: str = 
 def render_comparison(store: Any, run_ids: Sequence[str], metric: str, group: str = "") -> C.Comparison:
     """Means with intervals and paired differences of the selected runs' final ``metric``."""
     cmp = comparison_of(store, run_ids, metric, group)
+    if curves := LB.budget_curves(store, run_ids, metric):   # a label-budget sweep: the metric against the labels
+        st.plotly_chart(charts.curve_figure(curves, f"Final {charts.axis_title(metric)} against labelled examples",
+                                            "labelled examples (log scale)", metric, log_x=True),
+                        key="compare.budget_curve")
     if not cmp.variants:
         st.caption(f"No finished run here has a final {metric}: the table fills in as runs finish.")
         return cmp

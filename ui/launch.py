@@ -76,6 +76,26 @@ def start_preset(mgr: Any, preset: Any, quick: bool) -> tuple[str, list[str]]:
     return preset_lib.submit_preset(mgr, preset, quick=quick, group=group)
 
 
+def has_label_budgets(preset: Any) -> bool:
+    """A preset with a pretraining variant (one others start from) gets the label-budget sweep."""
+    return any(v.id for v in preset.variants) and not preset.after
+
+
+def budgets_text() -> str:
+    from hft_core.label_budget import LABEL_BUDGETS
+
+    return " / ".join(map(str, LABEL_BUDGETS))
+
+
+def start_label_budgets(mgr: Any, preset: Any, quick: bool) -> tuple[str, list[str]]:
+    """The preset's label-budget sweep (hft_core.label_budget) as one group, quick as for start_preset."""
+    from hft_core.label_budget import label_budget_preset
+
+    swept = label_budget_preset(preset)
+    group = f"{preset_lib.group_name(swept)}-quick" if quick else ""
+    return preset_lib.submit_preset(mgr, swept, quick=quick, group=group)
+
+
 def after_start(state: State, ids: list[str], what: str, page: str = "") -> str | None:
     """Renew the token, remember the ids, leave a flash for the next page; returns the page to open."""
     state["f.token"] = uuid.uuid4().hex
