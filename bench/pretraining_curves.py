@@ -52,6 +52,17 @@ def table(title: str, xs: list, series: dict[str, list[list[float]]], x_name: st
         print(f"   {x!s:>10}  " + "  ".join(f"{c:>34}" for c in cells))
 
 
+def cpu_name() -> str:
+    """'Intel(R) Xeon(R) Processor' from /proc/cpuinfo, else the platform's machine name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0,1,2", help="which seeds, e.g. 0,1,2")
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     record = {
         "seeds": seeds, "command": "python bench/pretraining_curves.py --seeds " + ",".join(map(str, seeds)),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, no GPU",
         "minutes": round(minutes, 1), "metric": "eval/accuracy",
         "pretraining_steps": {"x": steps, "series": steps_series},
         "label_budget": {"x": list(LB.LABEL_BUDGETS), "series": label_series},

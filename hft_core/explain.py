@@ -687,3 +687,11 @@ def pretraining_curves(path: str | Path | None = None) -> PretrainingCurves | No
 
     return PretrainingCurves(curves(d["pretraining_steps"]), curves(d["label_budget"]), list(d["seeds"]),
                              d.get("command", ""), d.get("machine", ""))
+
+
+def label_gains(curves: PretrainingCurves, pretrained: str = "tiny BERT after contrastive pretraining",
+                scratch: str = "tiny BERT from scratch") -> list[tuple[int, float]]:
+    """(labels, mean accuracy of ``pretrained`` − of ``scratch``) at each label budget both curves have."""
+    by_name = {c.name: dict(zip(c.x, c.mean)) for c in curves.by_labels}
+    a, b = by_name.get(pretrained, {}), by_name.get(scratch, {})
+    return [(x, a[x] - b[x]) for x in a if x in b]

@@ -59,7 +59,8 @@ def label_budget_preset(preset: P.Preset, budgets: Sequence[int] = LABEL_BUDGETS
                                                      "".join(f"_{n}" for n in budgets)), title=f"{preset.title}: accuracy against the number of labels",
         question=f"{preset.question} How does the answer change with {', '.join(map(str, budgets))} labelled "
                  "examples?",
-        expected=f"{preset.expected} The gain from pretraining is largest with the fewest labels.",
+        expected=f"{preset.expected} At every number of labels; the textbook expects the gain from pretraining "
+                 "to be largest with the fewest.",
         look_for=f"eval/accuracy of each starting point at each label budget ({', '.join(map(str, budgets))}): "
                  "one curve per starting point against the number of labels.",
         variants=variants, checks=checks,
