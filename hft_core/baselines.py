@@ -16,6 +16,7 @@ logged at ``max_steps``, where the other runs' final values are. It writes no ch
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -85,6 +86,11 @@ def train(cfg: Any, sink: Any = None):
                "eval/macro_f1": float(f1_score(eval_y, predicted, average="macro"))}
     step = cfg.max_steps
     sink.log(step, metrics)
+    k = dataset.num_labels
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (eval_y, predicted), 1)
+    sink.event("confusion matrix (rows = true, columns = predicted; labels "   # as the classification task logs it
+               f"{json.dumps(list(dataset.label_names))}): {json.dumps(confusion.tolist())}")
     sink.event(f"fitted in {time.perf_counter() - t0:.1f} s on {features.shape[1]:,} words (no steps: its eval "
                f"metrics are logged at step {step}, where the other runs end)")
     sink.event(f"finished at step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))

@@ -105,3 +105,9 @@ def test_the_bag_of_words_baseline_matches_scikit_learn_by_hand_and_beats_chance
     by_hand = float(np.mean(clf.predict(vec.transform([e["text"] for e in d.eval])) == [e["label"] for e in d.eval]))
     assert result.metrics["eval/accuracy"] == pytest.approx(by_hand)
     assert result.metrics["eval/accuracy"] >= 0.85   # 5 topics: chance is 0.2; measured 0.94-0.975 on seeds 0-5
+    # its confusion matrix is logged as a classification run's is (the Runs page draws it)
+    from ui.after_training import confusion
+
+    names, matrix = confusion([(0.0, "info", m) for _, m in sink.events])
+    assert names == d.label_names and sum(map(sum, matrix)) == 200
+    assert sum(matrix[i][i] for i in range(len(names))) / 200 == pytest.approx(by_hand)

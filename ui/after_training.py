@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from hft_core import charts
+from hft_core import baselines, charts
 
 CONFUSION_PREFIX = "confusion matrix"
 JOB_AXES = {  # job kind -> (x-axis title, step -> x)
@@ -114,6 +114,10 @@ def section(store: Any, mgr: Any, rec: Any) -> None:
             st.plotly_chart(confusion_figure(*found), key="after.confusion", theme=None)
         elif rec.config.get("task") == "classification":
             st.caption("No confusion matrix was logged (the run had no final eval).")
+        if baselines.is_baseline(rec.config.get("model", "")):
+            st.caption("A baseline has no weights to interpolate, prune or average: WiSE-FT, pruning and soups "
+                       "apply to neural runs.")
+            return
         a, b, c = st.columns(3)
         points = a.number_input("WiSE-FT points", 2, 21, 11, key="after.points",
                                 help="Evaluations along the line from the starting to the fine-tuned weights.")
