@@ -142,6 +142,10 @@ def test_summary_and_sweep_names():
     cfg = RunConfig(model="tiny:bert", lr=1e-4, mix={"blend": {"alpha": 0.5}})
     line = launch.summary_line(cfg, "fp32", "cpu")
     assert "lr 1e-4 · blend (alpha 0.5) · fp32 on cpu" in line
+    vocab = launch.summary_line(RunConfig(model="tiny:bert-small", corpus_vocab=4000), "fp32", "cpu")
+    assert "tiny:bert-small (vocabulary of 4,000 learnt from the training texts)" in vocab
+    baseline = launch.summary_line(RunConfig(model="baseline:bag-of-words"), "fp32", "cpu")
+    assert baseline.startswith("**Will fit** baseline:bag-of-words") and "steps" not in baseline
     assert launch.sweep_group(" mine ", "g") == "mine" and launch.sweep_group("", "g") == "g"
     assert launch.sweep_group("", "", now=time.mktime((2026, 3, 4, 5, 6, 7, 0, 0, -1))) == "sweep-0304-050607"
 

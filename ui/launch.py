@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, MutableMapping
 
+from hft_core import baselines
 from hft_core import presets as preset_lib
 from hft_core.config import RunConfig
 from hft_core.model_cards import fmt
@@ -48,8 +49,11 @@ def summary_line(cfg: RunConfig, precision: str, device: str) -> str:
     strategies = ", ".join(cfg.mix) if len(cfg.mix) else "plain fine-tuning"
     alpha = f" (alpha {cfg.mix['blend'].alpha:g})" if "blend" in cfg.mix else ""
     data = Path(cfg.data).name if "/" in cfg.data else cfg.data
-    return (f"**Will train** {cfg.model} · {cfg.task} · {data} · {cfg.max_steps} steps × batch {cfg.batch_size} · "
-            f"lr {fmt(cfg.lr)} · {strategies}{alpha} · {precision} on {device}")
+    if baselines.is_baseline(cfg.model):   # fitted once: no steps, lr or precision
+        return f"**Will fit** {cfg.model} · {cfg.task} · {data} · once, in seconds, on the CPU"
+    vocab = f" (vocabulary of {cfg.corpus_vocab:,} learnt from the training texts)" if cfg.corpus_vocab else ""
+    return (f"**Will train** {cfg.model}{vocab} · {cfg.task} · {data} · {cfg.max_steps} steps × batch "
+            f"{cfg.batch_size} · lr {fmt(cfg.lr)} · {strategies}{alpha} · {precision} on {device}")
 
 
 def sweep_group(given: str, cfg_group: str, now: float | None = None) -> str:
