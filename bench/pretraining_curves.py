@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hft_core import explain  # noqa: E402
 from hft_core import label_budget as LB  # noqa: E402
 from hft_core import presets as P  # noqa: E402
+from hft_core.report import cpu_name  # noqa: E402
 
 
 def values(outcome: P.Outcome, label: str) -> list[float]:
@@ -47,20 +47,9 @@ def table(title: str, xs: list, series: dict[str, list[list[float]]], x_name: st
         cells = []
         for runs in series.values():
             v = runs[i]
-            cells.append(f"{100 * statistics.fmean(v):5.1f} ± {100 * (statistics.stdev(v) if len(v) > 1 else 0):4.1f} %"
-                         if v else "-")
+            sd = statistics.stdev(v) if len(v) > 1 else 0.0
+            cells.append(f"{100 * statistics.fmean(v):5.1f} ± {100 * sd:4.1f} %" if v else "-")
         print(f"   {x!s:>10}  " + "  ".join(f"{c:>34}" for c in cells))
-
-
-def cpu_name() -> str:
-    """'Intel(R) Xeon(R) Processor' from /proc/cpuinfo, else the platform's machine name."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -589,9 +589,9 @@ def curves_of(series: Mapping[str, Mapping[Any, Sequence[float]]]) -> list[Curve
     return out
 
 
-def curve_figure(curves: Sequence[Any], title: str, x_title: str, metric: str = "eval/accuracy", *,
+def curve_figure(curves: Sequence[Curve], title: str, x_title: str, metric: str = "eval/accuracy", *,
                  log_x: bool = False, height: int = 360) -> go.Figure:
-    """One line per curve (``explain.Curve``: name, x, mean, sd), the sd over seeds as error bars; a
+    """One line per curve (name, x, mean, sd), the sd over seeds as error bars; a
     baseline (a name starting "bag-of-words") dotted."""
     fig = go.Figure()
     for i, c in enumerate(curves):

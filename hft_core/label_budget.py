@@ -54,9 +54,10 @@ def label_budget_preset(preset: P.Preset, budgets: Sequence[int] = LABEL_BUDGETS
                    for n in budgets for c in preset.checks
                    if {x for x in (c.higher, c.lower, *c.near) if x} <= names)
     n_runs, n_before = len(shared) + len(repeated) * len(budgets), len(preset.variants)
+    suffix = "" if budgets == list(LABEL_BUDGETS) else "".join(f"_{n}" for n in budgets)   # P.SWEEP_NAME reads it
     swept = dataclasses.replace(
-        preset, name=f"{preset.name}{P.BY_LABELS}" + ("" if budgets == list(LABEL_BUDGETS) else
-                                                     "".join(f"_{n}" for n in budgets)), title=f"{preset.title}: accuracy against the number of labels",
+        preset, name=f"{preset.name}{P.BY_LABELS}{suffix}",
+        title=f"{preset.title}: accuracy against the number of labels",
         question=f"{preset.question} How does the answer change with {', '.join(map(str, budgets))} labelled "
                  "examples?",
         expected=f"{preset.expected} At every number of labels; the textbook expects the gain from pretraining "
@@ -87,7 +88,7 @@ def submit_label_budget_sweep(target: Any, preset: str | P.Preset = PRESET, budg
 # ---- the pretraining-budget sweep ---------------------------------------------------------------
 
 PRETRAINING_STEPS = (50, 150, 300)   # plus 0: the from-scratch variant is the curve's first point
-BY_STEPS = "_by_pretraining_steps"
+BY_STEPS = P.BY_STEPS
 
 
 def steps_label(label: str, n: int) -> str:
@@ -113,7 +114,7 @@ def pretraining_budget_preset(preset: P.Preset, pretraining: str, steps: Sequenc
         raise ConfigError(f"preset {preset.name} has no pretraining variant with id {pretraining!r}; its ids are "
                           f"{[v.id for v in preset.variants if v.id]}")
     ref = "{" + pretraining + "}"
-    tuned = [v for v in preset.variants if ref in v.needs_text]
+    tuned = [v for v in preset.variants if pretraining in v.needs]
     others = [v for v in preset.variants if not v.id and not v.needs]
     base_steps = int(source.set.get("max_steps", preset.base.get("max_steps", 1)))
     base_warmup = int(source.set.get("warmup_steps", preset.base.get("warmup_steps", 0)))
@@ -147,18 +148,15 @@ def pretraining_budget_preset(preset: P.Preset, pretraining: str, steps: Sequenc
 _BUDGET_NAME = re.compile(r"^(?P<label>.+) · (?P<n>\d+) labels$")
 
 
-def budget_curves(store: Any, run_ids: Iterable[str], metric: str = "eval/accuracy") -> list:
-    """The finished runs named "<label> · N labels" as one ``charts.Curve`` per label: x = N, the mean and
-    sd of the final ``metric`` over seeds. Empty when no such run has finished (not a label-budget group)."""
+def budget_curves(variants: Iterable[Any]) -> list:
+    """The variants labelled "<label> · N labels" (``comparison.Variant``s of a label-budget group, compared by
+    their preset labels: label, seed -> final value) as one ``charts.Curve`` per label, x = N, the mean and sd
+    over seeds. Empty when there is none (not a label-budget group)."""
     from hft_core.charts import curves_of
 
     series: dict[str, dict[int, list[float]]] = {}
-    for rid in run_ids:
-        rec = store.get_run(rid)
-        m = _BUDGET_NAME.match(rec.name or "")
-        if rec.status != "finished" or not m:
-            continue
-        value = P.summarise_run(store, rid).get(metric)
-        if value is not None:
-            series.setdefault(m["label"], {}).setdefault(int(m["n"]), []).append(value)
+    for v in variants:
+        m = _BUDGET_NAME.match(v.label)
+        if m and v.values:
+            series.setdefault(m["label"], {})[int(m["n"])] = list(v.values.values())
     return curves_of({label: dict(sorted(points.items())) for label, points in series.items()})

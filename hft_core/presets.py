@@ -63,11 +63,6 @@ class Variant:
         """Ids of the variants this one refers to (must run first)."""
         return {m for v in self.set.values() if isinstance(v, str) for m in REF.findall(v)}
 
-    @property
-    def needs_text(self) -> str:
-        """Every reference of this variant, as "{id}" strings joined: ``"{pretrain}" in v.needs_text``."""
-        return " ".join("{" + m + "}" for m in sorted(self.needs))
-
 
 @dataclass(frozen=True)
 class Check:
@@ -153,9 +148,10 @@ class Preset:
 
 # ---- loading ---------------------------------------------------------------------------
 
-BY_LABELS = "_by_labels"   # label_budget.label_budget_preset names its sweep "<preset>_by_labels", and
-# "<preset>_by_labels_25_50" for budgets other than its default ones: the name says what the group holds
-SWEEP_NAME = re.compile(r"^(?P<base>.+?)(?:(?P<labels>_by_labels)(?P<budgets>(?:_\d+)*)|(?P<steps>_by_pretraining_steps))$")
+# The sweeps of hft_core.label_budget are named after their preset, so a group's name says what it holds:
+# "<preset>_by_labels" (its default budgets) or "<preset>_by_labels_25_50", and "<preset>_by_pretraining_steps".
+BY_LABELS, BY_STEPS = "_by_labels", "_by_pretraining_steps"
+SWEEP_NAME = re.compile(rf"^(?P<base>.+?)(?:(?P<labels>{BY_LABELS})(?P<budgets>(?:_\d+)*)|(?P<steps>{BY_STEPS}))$")
 
 
 def load_preset(name_or_path: str | Path) -> Preset:

@@ -74,12 +74,13 @@ def environment(records: Iterable[Any]) -> dict[str, str]:
     return {"HFT Lab": __version__, "torch": version("torch"), "transformers": version("transformers"),
             "peft": version("peft"), "Python": platform.python_version(),
             "devices of the runs": ", ".join(sorted({r.device for r in records if r.device})) or "-",
-            "CPU (this machine)": _cpu_name(), "CPUs": str(os.cpu_count()), "GPU (this machine)": gpu,
+            "CPU (this machine)": cpu_name(), "CPUs": str(os.cpu_count()), "GPU (this machine)": gpu,
             "OS": platform.platform(terse=True),
             "written": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """'Intel(R) Xeon(R) Processor' from /proc/cpuinfo, else the platform's machine name."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -81,12 +81,7 @@ if chosen is not None:  # the whole comparison, queued as one group and opened o
         f"about {chosen.minutes:g} min on 2 CPU cores" if chosen.minutes else "")
     q3.caption(f"{len(chosen.variants)} variant(s) × seed {chosen.seeds[0]}{f': {when}' if when else ''}; "
                "or edit the loaded variant below and Start it alone.")
-    if launch.has_label_budgets(chosen):   # pretraining matters most when labels are few: the curve
-        budgets_clicked = st.button(f"Run it at {launch.budgets_text()} labelled examples (one group)",
-                                    key=f"budgets-{token}", icon=":material/stacked_line_chart:",
-                                    help="The preset's fine-tuning variants at each number of labelled examples; "
-                                         "each pretraining run once, shared by every budget. Compare draws "
-                                         "accuracy against the number of labels.")
+    budgets_clicked = launch.budgets_button(chosen, f"budgets-{token}")
 with st.form("start-form", enter_to_submit=True):
     c_name, c_group, c_live, c_start = st.columns([3, 2, 2, 1.3], vertical_alignment="bottom")
     c_name.text_input("Run name", key="cfg.name", placeholder="generated: model + strategies",
@@ -217,14 +212,10 @@ if (params := tf.link_params(ss, PRESETS, data_source)) != st.query_params.to_di
 if start_clicked or sweep_clicked or preset_clicked or budgets_clicked:
     mgr, page, ids, what = ui_state.manager(), "", [], ""
     try:
-        if budgets_clicked:
-            group, ids = launch.start_label_budgets(mgr, chosen, bool(ss.get("f.preset_quick")))
+        if preset_clicked or budgets_clicked:   # the preset, or its label-budget sweep: one group on Compare
+            group, ids = launch.start_preset(mgr, chosen, bool(ss.get("f.preset_quick")), by_labels=budgets_clicked)
             launch.open_preset_on_compare(ss, chosen, group, ids)
-            what, page = f"label-budget group {group}", "pages/compare.py"
-        elif preset_clicked:
-            group, ids = launch.start_preset(mgr, chosen, bool(ss.get("f.preset_quick")))
-            launch.open_preset_on_compare(ss, chosen, group, ids)
-            what, page = f"preset group {group}", "pages/compare.py"
+            what, page = f"{'label-budget' if budgets_clicked else 'preset'} group {group}", "pages/compare.py"
         elif cfg is not None and not problem and start_clicked:
             ids = launch.start_run(mgr, cfg)
             what = f"run {ids[0]}"

@@ -140,7 +140,7 @@ def test_the_bag_of_words_baseline_trains_from_the_cli_like_a_model(home, capsys
 
 
 def test_preset_at_label_budgets_trains_one_group_that_compare_judges_and_draws(home, capsys):
-    from hft_core import label_budget, presets
+    from hft_core import comparison, label_budget, presets
 
     assert main(["preset", "pretrain_then_finetune", "--label-budgets", "25,50", "--quick"]) == 0
     out = capsys.readouterr().out
@@ -152,11 +152,13 @@ def test_preset_at_label_budgets_trains_one_group_that_compare_judges_and_draws(
         assert {r.status for r in runs} == {"finished"} and len({r.group for r in runs}) == 1
         assert len(runs) == 2 + 4 * 2   # each pretraining once, the 4 fine-tuning variants at 2 budgets
         assert sorted(r.config["n_train"] for r in runs if r.name.endswith(" labels")) == [25] * 4 + [50] * 4
-        curves = label_budget.budget_curves(store, [r.id for r in runs])
+        group = runs[0].group
+        cmp = comparison.compare_runs(store, [r.id for r in runs], preset=presets.preset_named(
+            presets.preset_of_group(group)))
+        curves = label_budget.budget_curves(cmp.variants)
         assert {c.name for c in curves} == {"tiny BERT from scratch", "tiny BERT after contrastive pretraining",
                                             "tiny BERT after masked-LM pretraining", "bag-of-words logistic regression"}
         assert all(c.x == [25, 50] and c.n == [1, 1] for c in curves)
-        group = runs[0].group
         assert len(presets.judge_group(store, group)) == 4 * 2   # every check at every budget
     assert main(["compare", group]) == 0
     assert "tiny BERT after contrastive pretraining · 50 labels" in capsys.readouterr().out

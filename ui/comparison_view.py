@@ -29,7 +29,7 @@ def comparison_of(store: Any, run_ids: Sequence[str], metric: str, group: str = 
 def render_comparison(store: Any, run_ids: Sequence[str], metric: str, group: str = "") -> C.Comparison:
     """Means with intervals and paired differences of the selected runs' final ``metric``."""
     cmp = comparison_of(store, run_ids, metric, group)
-    if curves := LB.budget_curves(store, run_ids, metric):   # a label-budget sweep: the metric against the labels
+    if curves := LB.budget_curves(cmp.variants):   # a label-budget sweep: the metric against the labels
         st.plotly_chart(charts.curve_figure(curves, f"Final {charts.axis_title(metric)} against labelled examples",
                                             "labelled examples (log scale)", metric, log_x=True),
                         key="compare.budget_curve")

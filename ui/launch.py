@@ -74,30 +74,30 @@ def start_sweep(mgr: Any, cfg: RunConfig, alphas: Iterable[float], seeds: int, g
     return mgr.submit_sweep(cfg, grid, group=group)
 
 
-def start_preset(mgr: Any, preset: Any, quick: bool) -> tuple[str, list[str]]:
-    """Every variant of ``preset`` as one group (quick: its tiny settings, in a group of their own)."""
+def start_preset(mgr: Any, preset: Any, quick: bool, by_labels: bool = False) -> tuple[str, list[str]]:
+    """Every variant of ``preset`` as one group (quick: its tiny settings, in a group of their own);
+    ``by_labels``: its label-budget sweep (hft_core.label_budget) instead, also one group."""
+    if by_labels:
+        from hft_core.label_budget import label_budget_preset
+
+        preset = label_budget_preset(preset)
     group = f"{preset_lib.group_name(preset)}-quick" if quick else ""
     return preset_lib.submit_preset(mgr, preset, quick=quick, group=group)
 
 
-def has_label_budgets(preset: Any) -> bool:
-    """A preset with a pretraining variant (one others start from) gets the label-budget sweep."""
-    return any(v.id for v in preset.variants) and not preset.after
+def budgets_button(preset: Any, key: str) -> bool:
+    """The label-budget button, for a preset with a pretraining variant (one others start from) and no
+    post-training step: pretraining matters most when labels are few. True when clicked."""
+    import streamlit as st
 
-
-def budgets_text() -> str:
     from hft_core.label_budget import LABEL_BUDGETS
 
-    return " / ".join(map(str, LABEL_BUDGETS))
-
-
-def start_label_budgets(mgr: Any, preset: Any, quick: bool) -> tuple[str, list[str]]:
-    """The preset's label-budget sweep (hft_core.label_budget) as one group, quick as for start_preset."""
-    from hft_core.label_budget import label_budget_preset
-
-    swept = label_budget_preset(preset)
-    group = f"{preset_lib.group_name(swept)}-quick" if quick else ""
-    return preset_lib.submit_preset(mgr, swept, quick=quick, group=group)
+    if not any(v.id for v in preset.variants) or preset.after:
+        return False
+    return st.button(f"Run it at {' / '.join(map(str, LABEL_BUDGETS))} labelled examples (one group)", key=key,
+                     icon=":material/stacked_line_chart:",
+                     help="The preset's fine-tuning variants at each number of labelled examples; each pretraining "
+                          "run once, shared by every budget. Compare draws accuracy against the number of labels.")
 
 
 def after_start(state: State, ids: list[str], what: str, page: str = "") -> str | None:
