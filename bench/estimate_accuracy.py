@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scratch import scratch_dir  # noqa: E402  (bench/ is on sys.path: run as python bench/X.py)
+
 from hft_core.config import RunConfig  # noqa: E402
 
 STEPS = 20
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="run only configurations whose name contains this")
     ap.add_argument("--steps", type=int, default=STEPS)
     args = ap.parse_args(argv)
-    home = Path(os.environ.get("HFT_HOME") or tempfile.mkdtemp(prefix="hft-estimate-bench-"))
+    home = Path(os.environ.get("HFT_HOME") or scratch_dir("hft-estimate-bench-"))
     os.environ["HFT_HOME"] = str(home)
 
     from hft_core import estimate

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_dir  # noqa: E402  (bench/ is on sys.path: run as python bench/X.py)
 
 from hft_core.config import RunConfig  # noqa: E402
 from hft_core.runs import RunManager  # noqa: E402
@@ -59,7 +60,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="hft-gpu-check-"))
+    home = scratch_dir("hft-gpu-check-")
     data = toy_data(home)
     n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
     print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}, GPUs: {n_gpu}, "

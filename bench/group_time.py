@@ -40,12 +40,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_dir  # noqa: E402  (bench/ is on sys.path: run as python bench/X.py)
 
 LRS = (1e-4, 3e-4, 1e-3, 3e-3)
 
@@ -71,7 +72,7 @@ def run_lab(cfgs: list[dict], mode: str, cores: int, cache_from: Path | None = N
     from hft_core.store import RunStore
     from hft_core.worker import runs_per_device
 
-    home = Path(tempfile.mkdtemp(prefix="hft-group-time-"))
+    home = scratch_dir("hft-group-time-")
     if cache_from is not None:
         shutil.copytree(cache_from / "cache", home / "cache")
     auto = mode == "auto"
@@ -203,7 +204,7 @@ print(json.dumps({"finals": finals, "parts": parts, "t_ready": t_ready}))
 
 
 def run_hf_loop(cfgs: list[dict], cores: int) -> dict:
-    out = Path(tempfile.mkdtemp(prefix="hft-group-time-hf-"))
+    out = scratch_dir("hft-group-time-hf-")
     env = {**os.environ, "HFT_OFFLINE": "1", "OMP_NUM_THREADS": str(cores)}
     t0 = time.time()
     r = subprocess.run([sys.executable, "-c", HF_LOOP, json.dumps(cfgs), str(out)], env=env, cwd=ROOT,
@@ -234,7 +235,7 @@ def group_estimate(cfgs: list[dict], home: Path | None) -> tuple[float | None, s
     from hft_core import estimate, schedule
     from hft_core.config import RunConfig
 
-    home = home or Path(tempfile.mkdtemp(prefix="hft-group-time-est-"))
+    home = home or scratch_dir("hft-group-time-est-")
     os.environ["HFT_HOME"] = str(home)
     os.environ["HFT_RUNS_PER_DEVICE"] = "auto"
     schedule._MEMO.clear()

@@ -25,7 +25,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +33,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from scratch import scratch_dir  # noqa: E402  (bench/ is on sys.path: run as python bench/X.py)
 
 from ui_overhead import CHROMIUM, CHROMIUM_ARGS, start_app  # noqa: E402
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    home = Path(tempfile.mkdtemp(prefix="hft-live-cpu-"))
+    home = scratch_dir("hft-live-cpu-")
     proc, url = start_app(home)
     server = psutil.Process(proc.pid)
     store = RunStore(home)

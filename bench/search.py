@@ -24,12 +24,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_dir  # noqa: E402  (bench/ is on sys.path: run as python bench/X.py)
 
 SEARCH_FILE = ROOT / "presets" / "search" / "lr_alpha_beta.yaml"
 QUICK = {"model": "tiny:bert", "n_train": 48, "n_eval": 32, "max_length": 32, "batch_size": 8, "max_steps": 8,
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--home", default="", help="store folder (default: a new folder under /tmp)")
     p.add_argument("--trials", type=int, default=12)
     args = p.parse_args(argv)
-    home = Path(args.home or tempfile.mkdtemp(prefix="hft-bench-search-"))
+    home = Path(args.home or scratch_dir("hft-bench-search-"))
     os.environ["HFT_HOME"] = str(home)
     os.environ.setdefault("HFT_OFFLINE", "1")
 

@@ -31,12 +31,13 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_dir  # noqa: E402  (bench/ is on sys.path: run as python bench/X.py)
 os.environ.setdefault("HFT_OFFLINE", "1")
 
 MODEL, DATA = "bundled:minilm-l6", "bundled:bbc-news"
@@ -78,7 +79,7 @@ def main() -> int:
     from hft_core.sinks import MemorySink
     from hft_core.trainer import train
 
-    work = Path(tempfile.mkdtemp(prefix="hft-bench-"))
+    work = scratch_dir("hft-bench-")
     base = dict(data=DATA, task="classification", n_train=args.n_train, n_eval=n_eval, batch_size=16,
                 max_length=128, max_steps=steps, eval_every=0, device="cpu", precision="fp32")
     t_start = time.time()
@@ -166,9 +167,6 @@ def main() -> int:
                                                            for g, arms in results.items()},
                                                "wise_ft": {str(a): v for a, v in wise_rows.items()},
                                                "checks": {w: bool(h) for w, h in checks}}, indent=2))
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

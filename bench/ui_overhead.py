@@ -31,13 +31,14 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_dir  # noqa: E402  (bench/ is on sys.path: run as python bench/X.py)
 
 from hft_core.config import RunConfig  # noqa: E402
 from hft_core.store import RunStore  # noqa: E402
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from playwright.sync_api import sync_playwright
 
-    work = Path(tempfile.mkdtemp(prefix="hft-ui-bench-"))
+    work = scratch_dir("hft-ui-bench-")
     app_home, cli_home = work / "app", work / "cli"
     app_home.mkdir()
     cli_home.mkdir()
