@@ -132,7 +132,13 @@ def shape_of(cfg: RunConfig) -> dict[str, Any]:
     return {"model": cfg.model, "task": cfg.task, "data": cfg.data, "device": resolved_device(cfg.device),
             "precision": precision_name(cfg), "batch_size": cfg.batch_size, "max_length": cfg.max_length,
             "grad_accum": cfg.grad_accum, "mix": mix, "blend": "blend" in cfg.mix,
-            "text_column": cfg.text_column, "label_column": cfg.label_column}
+            "text_column": cfg.text_column, "label_column": cfg.label_column, **vocab_of(cfg)}
+
+
+def vocab_of(cfg: RunConfig) -> dict[str, int]:
+    """A learnt vocabulary's size, where the run has one: its embeddings and output layer follow it
+    (empty otherwise, so the keys of figures measured before it existed still match)."""
+    return {"corpus_vocab": cfg.corpus_vocab} if cfg.corpus_vocab else {}
 
 
 def run_threads() -> int:

@@ -379,6 +379,18 @@ def _config(src: _Source, source: str):
     return _guard(source, path, lambda: AutoConfig.from_pretrained(path, trust_remote_code=False))
 
 
+class VocabOfSize:
+    """Stands in for a learnt vocabulary where only its size matters (timing a step: ``schedule``)."""
+
+    pad_token_id = 0   # vocab.py puts [PAD] first
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
 def _tiny_config(name: str, tok: Any = None):
     from transformers import BertConfig, GPT2Config
 

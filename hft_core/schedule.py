@@ -109,17 +109,17 @@ def options(cores: int) -> list[tuple[int, int]]:
 
 
 def schedule_key(cfg: RunConfig, cores: int | None = None) -> str:
-    """What the measurement depends on: the model, task, precision and batch shape, the cores,
-    this machine and torch (strategies change a step's cost a little, its scaling hardly)."""
+    """What the measurement depends on: the model (and a learnt vocabulary's size), task, precision and
+    batch shape, the cores, this machine and torch (strategies change a step's cost a little, its scaling hardly)."""
     import torch
 
-    from hft_core.estimate import precision_name
+    from hft_core.estimate import precision_name, vocab_of
     from hft_core.placement import cpu_cores
 
     payload = json.dumps({"model": cfg.model, "task": cfg.task, "precision": precision_name(cfg),
                           "batch_size": cfg.batch_size, "max_length": cfg.max_length,
                           "cores": cores or cpu_cores(), "host": socket.gethostname(), "torch": torch.__version__,
-                          "v": CACHE_VERSION}, sort_keys=True)
+                          "v": CACHE_VERSION, **vocab_of(cfg)}, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
@@ -308,7 +308,8 @@ def _child(cfg: RunConfig) -> None:
     from hft_core.estimate import precision_name
 
     torch.manual_seed(0)
-    model = models.load_model(cfg.model, cfg.task, num_labels=2 if cfg.task == "classification" else 0)
+    model = models.load_model(cfg.model, cfg.task, num_labels=2 if cfg.task == "classification" else 0,
+                              tokenizer=models.VocabOfSize(cfg.corpus_vocab) if cfg.corpus_vocab else None)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     vocab = int(getattr(model.config, "vocab_size", 1000) or 1000)

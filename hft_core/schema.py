@@ -1,4 +1,4 @@
-"""The run store's SQLite schema and its migrations (see hft_core/store.py).
+"""The run store's SQLite schema and its migrations (see hft_core/store.py), and RunRecord: a row of runs.
 
 MIGRATIONS[v] turns a store at version v-1 into version v. A newer app opens an older
 store by applying the missing steps in order, each in its own transaction, and setting
@@ -7,7 +7,49 @@ PRAGMA user_version after each. Never edit a shipped step: add a new one.
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hft_core.config import RunConfig
+
+STATUSES = ("queued", "running", "finished", "stopped", "pruned", "failed", "interrupted")
+DONE_STATUSES = ("finished", "stopped", "pruned", "failed", "interrupted")
+
+
+@dataclass
+class RunRecord:
+    id: str
+    name: str
+    status: str
+    config: dict[str, Any]
+    created: float
+    started: float | None
+    ended: float | None
+    device: str
+    error: str | None
+    traceback: str | None
+    checkpoint_dir: str | None
+    group: str
+    seed: int | None
+    position: int
+    pid: int | None = None     # owner process
+    host: str | None = None
+    kind: str = "train"        # train | wise_ft | soup | prune
+    job: dict[str, Any] = field(default_factory=dict)   # a job's parameters
+    after: list[str] = field(default_factory=list)      # run ids it waits for
+    worker: str | None = None  # running: the worker training it
+    reserved_for: str | None = None                     # queued: the only worker that may claim it
+    stop_requested: float | None = None
+    stop_reason: str | None = None
+
+    @property
+    def cfg(self) -> RunConfig:
+        return RunConfig.from_dict(self.config)
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
 
 
 def _migrate_to_v1(con: sqlite3.Connection) -> None:

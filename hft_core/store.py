@@ -28,7 +28,6 @@ import uuid
 import weakref
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -37,51 +36,14 @@ from hft_core.control import HEARTBEAT_S, LEASE_S, Claim, ClaimLost, ControlPlan
 from hft_core.errors import StoreError, UnknownRun
 from hft_core.home import check_home, hft_home, run_dir
 from hft_core.sinks import StoreSink
-from hft_core.schema import MIGRATIONS, OUR_TABLES, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION re-exported)
+from hft_core.schema import (DONE_STATUSES, MIGRATIONS, OUR_TABLES, SCHEMA_VERSION, STATUSES,  # noqa: F401 (re-exported)
+                             RunRecord)
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "finished", "stopped", "pruned", "failed", "interrupted")
-DONE_STATUSES = ("finished", "stopped", "pruned", "failed", "interrupted")
 DB_NAME = "runs.sqlite"
 PROMPT_LOGS = 3                # a run's first log_metrics calls are written at once, not within flush_interval
 MAX_BUFFERED_ROWS = 1_000_000  # if the disk keeps failing, keep at most this many rows in memory
-
-
-@dataclass
-class RunRecord:
-    id: str
-    name: str
-    status: str
-    config: dict[str, Any]
-    created: float
-    started: float | None
-    ended: float | None
-    device: str
-    error: str | None
-    traceback: str | None
-    checkpoint_dir: str | None
-    group: str
-    seed: int | None
-    position: int
-    pid: int | None = None     # owner process
-    host: str | None = None
-    kind: str = "train"        # train | wise_ft | soup | prune
-    job: dict[str, Any] = field(default_factory=dict)   # a job's parameters
-    after: list[str] = field(default_factory=list)      # run ids it waits for
-    worker: str | None = None  # running: the worker training it
-    reserved_for: str | None = None                     # queued: the only worker that may claim it
-    stop_requested: float | None = None
-    stop_reason: str | None = None
-
-    @property
-    def cfg(self) -> RunConfig:
-        return RunConfig.from_dict(self.config)
-
-    @property
-    def done(self) -> bool:
-        return self.status in DONE_STATUSES
-
 
 
 class _Reader:

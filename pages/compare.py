@@ -12,7 +12,7 @@ import streamlit as st
 
 from hft_core import charts, report
 from hft_core.store import DONE_STATUSES
-from ui import comparison_view, live_feed
+from ui import comparison_view, live_feed, url_state
 from ui import state as ui_state
 from ui.live_chart import live_charts
 
@@ -37,9 +37,6 @@ if not all_runs:
     st.stop()
 
 # ---- which runs --------------------------------------------------------------------------------
-if "compare.runs" not in ss or not isinstance(ss["compare.runs"], list):
-    ss["compare.runs"] = [r.id for r in all_runs[:2]]
-ss["compare.runs"] = [r for r in ss["compare.runs"] if r in by_id]
 groups = store.groups()
 
 
@@ -51,6 +48,17 @@ def _pick_group() -> None:
         if preset is not None:  # a preset's group: its key metric, the one its checks and table are about
             ss["compare.metric"] = preset.metric
 
+
+if "compare.runs" not in ss or not isinstance(ss["compare.runs"], list):  # first view: the link's selection
+    ss["compare.group"], link_runs, link_metric, notes = url_state.read_compare(st.query_params.to_dict(), by_id,
+                                                                                 groups)
+    ss["compare.runs"] = link_runs if link_runs is not None else [r.id for r in all_runs[:2]]
+    _pick_group()
+    if link_metric:
+        ss["compare.metric"] = link_metric
+    for note in notes:
+        st.warning(note, icon=":material/link_off:")
+ss["compare.runs"] = [r for r in ss["compare.runs"] if r in by_id]
 
 left, right = st.columns([1, 3], vertical_alignment="bottom")
 left.selectbox("Group", ["", *groups], key="compare.group", on_change=_pick_group,
@@ -87,6 +95,11 @@ c2.segmented_control("x axis", list(charts.X_AXES), key="compare.x", format_func
 c3.slider("smoothing", 0.0, 0.99, step=0.01, key="compare.smoothing",
           help="Debiased exponential moving average, as in TensorBoard (0 = off). The raw curve stays, faint.")
 c4.toggle("log scale", key="compare.log")
+group = ss.get("compare.group") or ""
+if group and set(ss["compare.runs"]) != {r.id for r in store.list_runs(group=group)}:
+    group = ""  # runs added or removed by hand: the link names them
+if (link := url_state.compare_params(group, ss["compare.runs"], ss["compare.metric"])) != st.query_params.to_dict():
+    st.query_params.from_dict(link)  # a reload or a shared link reopens this comparison
 
 configs = {r.id: r.config for r in selected}
 seed_groups = charts.seed_groups(configs)
@@ -131,8 +144,10 @@ def chart_panel() -> None:
         deltas = charts.paired_deltas(frame, baseline)
         shown.append(("delta", "", charts.delta_spec(deltas, metric, labels.get(baseline, baseline), x=x,
                                                      labels=labels, colors=colors, uirevision=f"delta-{metric}-{x}")))
+    shared = ui_state.shares_cpu(fresh.values())  # a run on this CPU: every CPU-second of the page is its
+    refresh = 3.0 if shared else 2.0
     live_charts(shown, key="compare.charts", columns=1,  # one iframe: plotly.js parsed once
-                poll=2.0 if any(s in ACTIVE for s in statuses.values()) else 0.0)
+                poll=refresh if any(s in ACTIVE for s in statuses.values()) else 0.0, budget=0.01 if shared else 0.02)
     if deltas is not None and not deltas.empty:
         last = deltas.sort_values("step").groupby("run_id").tail(1)
         unit = charts.metric_info(metric)[1]
@@ -143,14 +158,14 @@ def chart_panel() -> None:
     if empty:
         st.caption("No points yet: " + ", ".join(f"{labels.get(r, r)} ({statuses[r]})" for r in empty))
     if any(s in ACTIVE for s in statuses.values()):
-        st.caption("Some of these runs are still training: the charts refresh every 2 s.")
+        st.caption(f"Some of these runs are still training: the charts refresh every {refresh:.0f} s.")
     elif any_active:
         st.rerun()  # the last one ended: draw the page once more, now without the timer
     ss["compare.last_df"] = df
     ss["compare.last_fig"] = fig
 
 
-st.fragment(chart_panel)()  # rerun every 2 s by the chart iframe while runs train and the tab is shown
+st.fragment(chart_panel)()  # rerun every 2-3 s by the chart iframe while runs train and the tab is shown
 
 # ---- a preset's group: the user's own runs against the preset's expected outcome ---------------
 from hft_core import presets  # noqa: E402

@@ -4,7 +4,8 @@ The page polls the store, never the training threads, and does work in proportio
 what changed (it shares the CPU, and in the app the GIL, with the training it shows):
 
 - While something is queued or running, the chart iframe asks every 2 s (every second
-  while a run's first point is awaited; never while the tab is hidden) for what is new:
+  while a run's first point is awaited; every 3 s while a run trains on the CPU of the
+  machine the browser runs on; never while the tab is hidden) for what is new:
   a fragment reads only the rows newer than those it has (ui.live_feed), extends the
   figures by them, and the iframe is sent only the new points (ui.live_chart), drawing
   only charts on screen. The same fragment refreshes the running runs' progress and ETA
@@ -35,6 +36,9 @@ RESUMABLE = ("stopped", "pruned", "interrupted", "failed")
 REFRESH_S = 2.0            # new points and progress every 2 s: each refresh costs the browser ~40 ms of CPU
 FIRST_POINT_S = 1.0        # ... every second while a run's first point is awaited (a start should feel quick)
 SECONDARY_REFRESH_S = 3.0  # terms, eval, throughput, lr: extended at most this often (every other refresh)
+# A browser on this machine while a run trains on its CPU: every CPU-second the page takes is the run's
+# (bench/ui_overhead.py), so then the page asks every 3 s, and drawing takes at most 1 % of a core.
+SHARED_REFRESH_S, SHARED_SECONDARY_S, SHARED_DRAW_BUDGET = 3.0, 6.0, 0.01
 WATCH_S = 1.5              # with nothing active: how often to look for a run started elsewhere
 CHART_HEIGHT = 280
 CHARTS = "live.charts"
@@ -147,7 +151,7 @@ def _run_row(rec, log: live_feed.RunLog, queue_pos: int | None, color: str) -> N
             st.warning(rec.error, icon=":material/warning:")
 
 
-def _figures(logs: list, colors: dict, labels: dict, names: set) -> list[tuple[str, str, dict]]:
+def _figures(logs: list, colors: dict, labels: dict, names: set, secondary: float) -> list[tuple[str, str, dict]]:
     """(panel id, title, figure) of the five charts: extended by new points, each at most every few seconds."""
     terms = sorted(n for n in names if n.startswith("loss/"))
     panels: list[tuple[str, object, str, dict]] = [("loss", "loss", "Training loss (total)", {})]
@@ -159,7 +163,7 @@ def _figures(logs: list, colors: dict, labels: dict, names: set) -> list[tuple[s
     cache = ss.setdefault("live.figures", {})
     out = []
     for key, metric, title, kw in panels:
-        every = 0.0 if key == "loss" or not active else SECONDARY_REFRESH_S
+        every = 0.0 if key == "loss" or not active else secondary
         fig = live_feed.figure(cache, key, logs, metric, every=every, x=ss["live.x"], labels=labels,
                                          colors=colors, smoothing=float(ss["live.smoothing"]), height=CHART_HEIGHT,
                                          uirevision=f"live-{key}", **kw)
@@ -193,11 +197,12 @@ def live_panel() -> None:
     names = {n for log in logs for n in log.series}
     colors, labels = _labels(active + ended)
     awaited = any(by_id.get(r.id) is None or "loss" not in by_id[r.id].series for r in active)
-    live_chart.live_charts(_figures(logs, colors, labels, names), key=CHARTS, columns=2, paused=ss["live.paused"],
-                           poll=0.0 if not active or ss["live.paused"] else FIRST_POINT_S if awaited else REFRESH_S,
-                           eager=awaited,
-                           every={"terms": SECONDARY_REFRESH_S, "eval": SECONDARY_REFRESH_S,
-                                  "throughput": SECONDARY_REFRESH_S, "lr": SECONDARY_REFRESH_S})
+    shared = ui_state.shares_cpu(active)
+    refresh, secondary = (SHARED_REFRESH_S, SHARED_SECONDARY_S) if shared else (REFRESH_S, SECONDARY_REFRESH_S)
+    live_chart.live_charts(_figures(logs, colors, labels, names, secondary), key=CHARTS, columns=2, paused=ss["live.paused"],
+                           poll=0.0 if not active or ss["live.paused"] else FIRST_POINT_S if awaited else refresh,
+                           eager=awaited, budget=SHARED_DRAW_BUDGET if shared else live_chart.DRAW_BUDGET,
+                           every=dict.fromkeys(("terms", "eval", "throughput", "lr"), secondary))
 
 
 if not paused:

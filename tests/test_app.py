@@ -440,6 +440,37 @@ def test_compare_by_group(lab):
     at = app(mgr, "pages/compare.py")
     at.selectbox(key="compare.group").set_value("seeded").run()
     assert sorted(at.session_state["compare.runs"]) == sorted(ids)
+    assert at.query_params["group"] == "seeded"   # the URL names the group: a reload or a link reopens it
+
+
+def compare_by_link(mgr, link: dict) -> AppTest:
+    """Compare opened by its URL in a fresh session (the app's first page writes its own link first)."""
+    at = app(mgr)
+    at.query_params.clear()
+    for k, v in link.items():
+        at.query_params[k] = v
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_compare_link_reopens_its_group_or_its_runs_and_skips_what_is_gone(lab):
+    store, mgr = lab
+    ids = seed_runs(store, 3)
+    at = compare_by_link(mgr, {"group": "seeded", "metric": "eval/accuracy"})
+    assert sorted(at.session_state["compare.runs"]) == sorted(ids)
+    assert at.session_state["compare.metric"] == "eval/accuracy" and at.session_state["compare.group"] == "seeded"
+    at.multiselect(key="compare.runs").unselect(ids[2]).run()   # a run left out by hand: the link names the runs
+    kept = at.session_state["compare.runs"]
+    assert sorted(kept) == sorted(ids[:2])
+    assert dict(at.query_params) == {"runs": ",".join(kept), "metric": "eval/accuracy"}
+
+    at = compare_by_link(mgr, {"runs": f"{ids[1]},gone12", "metric": "loss"})
+    assert at.session_state["compare.runs"] == [ids[1]] and at.session_state["compare.group"] == ""
+    assert any("gone12" in w.value and "not in this store" in w.value for w in at.warning)
+    at = compare_by_link(mgr, {"group": "deleted-group"})
+    assert any("deleted-group" in w.value for w in at.warning)
+    assert len(at.session_state["compare.runs"]) == 2   # the default: the two newest runs
 
 
 # ---- Runs -------------------------------------------------------------------------------------------------

@@ -189,8 +189,10 @@ def test_shape_key_follows_speed_not_learning_settings():
     assert blended != k  # blending loads a second (random) model: more load time
     assert blended == est.shape_key(dataclasses.replace(TINY, mix={"blend": {"alpha": 0.2}}))
     for change in ({"batch_size": 4}, {"max_length": 64}, {"model": "tiny:gpt2"}, {"grad_accum": 2},
-                   {"mix": {"lora": {}}}):
+                   {"mix": {"lora": {}}}, {"corpus_vocab": 4000}):
         assert est.shape_key(dataclasses.replace(TINY, **change)) != k, change
+    assert est.shape_key(dataclasses.replace(TINY, corpus_vocab=4000)) != est.shape_key(
+        dataclasses.replace(TINY, corpus_vocab=8000))   # embeddings and output layer follow the vocabulary
 
 
 def test_bf16_slowdown_is_measured_once_and_cached(home):

@@ -121,3 +121,30 @@ def test_nothing_active_says_how_runs_appear_and_the_charts_do_not_poll(store):
     at.run()
     assert panels(at)["loss"]["figure"]["data"][0]["name"] == "finished one"
     assert json.loads(next(e for e in at.get("component_instance")).proto.json_args)["poll"] == 0
+
+
+def chart_args(at: AppTest) -> dict:
+    return next(json.loads(e.proto.json_args) for e in at.get("component_instance")
+                if "panels" in json.loads(e.proto.json_args))
+
+
+@pytest.mark.parametrize("device, poll, budget, secondary", [("cpu", 3.0, 0.01, 6.0), ("cuda:0", 2.0, 0.02, 3.0)])
+def test_a_browser_on_the_machine_of_a_cpu_run_asks_and_draws_less_often(store, device, poll, budget, secondary):
+    # AppTest has no client address, as a browser on localhost: a run on this CPU shares its cores with the page
+    rid = store.create_run(RunConfig(model="tiny:bert", max_steps=100), status="running", device=device, name="r")
+    log(store, rid, 1, 3)
+    args = chart_args(live(Manager(store)))
+    assert (args["poll"], args["budget"]) == (poll, budget)
+    every = {p["id"]: p["every"] for p in args["panels"]}
+    assert every["loss"] == 1.0 and every["lr"] == every["throughput"] == every["eval"] == secondary
+
+
+def test_compare_paces_its_chart_by_the_same_rule(store):
+    rid = store.create_run(RunConfig(model="tiny:bert", max_steps=100), status="running", device="cpu", name="r")
+    log(store, rid, 1, 3)
+    at = live(Manager(store))
+    at.session_state["compare.runs"] = [rid]
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, at.exception
+    assert (chart_args(at)["poll"], chart_args(at)["budget"]) == (3.0, 0.01)
+    assert any("refresh every 3 s" in c.value for c in at.caption)

@@ -197,6 +197,22 @@ def test_measure_times_every_option_and_chooses_by_the_rule(home):
     assert "measured" in sched.line()
 
 
+def test_a_learnt_vocabulary_is_its_own_shape_and_the_measuring_step_has_its_size(home, monkeypatch):
+    import io
+
+    from hft_core import models
+
+    c = cfg(model="tiny:bert-small", corpus_vocab=4000)
+    assert schedule.schedule_key(c, 2) != schedule.schedule_key(cfg(model="tiny:bert-small"), 2)
+    assert schedule.schedule_key(c, 2) != schedule.schedule_key(dataclasses.replace(c, corpus_vocab=8000), 2)
+    built = []
+    load = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **kw: built.append(load(*a, **kw)) or built[-1])
+    monkeypatch.setattr("sys.stdin", io.StringIO("quit\n"))
+    schedule._child(c)   # the measuring process's body: one step of the run's shape, then its commands
+    assert built[0].get_input_embeddings().weight.shape[0] == 4000   # not the bundled 30,522 words
+
+
 def test_a_model_that_does_not_load_fails_the_measurement_saying_why(home):
     with pytest.raises(Exception, match="no-such-model|not found|does not exist|cannot"):
         schedule.measure(cfg(model="/no-such-model"), cores=2)

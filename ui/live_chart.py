@@ -65,7 +65,8 @@ html, body { margin: 0; padding: 0; overflow: hidden; background: transparent;
 </head><body><div id="grid"></div>
 <script>
 // The Streamlit component protocol, without the npm helper: ready -> render(args) -> setFrameHeight.
-const DRAW_BUDGET = __DRAW_BUDGET__;  // share of one core that drawing new points may take
+const DRAW_BUDGET = __DRAW_BUDGET__;  // share of one core that drawing new points may take (args.budget: less)
+let drawBudget = DRAW_BUDGET;
 const grid = document.getElementById("grid");
 const cells = new Map();   // panel id -> cell (see cell())
 const byBox = new Map();   // cell box element -> cell
@@ -198,7 +199,7 @@ function flush() {
       const spent = performance.now() - now;
       logDraw(next.id, "extend", spent);
       next.lastDraw = now;
-      appendAt = now + spent / DRAW_BUDGET;  // the next chart's new points wait their turn
+      appendAt = now + spent / drawBudget;  // the next chart's new points wait their turn
       wait = 0;
     }
   }
@@ -214,6 +215,7 @@ window.addEventListener("message", (event) => {
   if (msg.theme && msg.theme.textColor) document.body.style.color = msg.theme.textColor;
   config = Object.assign({responsive: true, displaylogo: false}, args.config || {});
   paused = !!args.paused;
+  drawBudget = args.budget || DRAW_BUDGET;
   document.body.dataset.paused = paused ? "1" : "";  // for tests: the state a pause assertion reads
   const keep = new Set(panels.map((p) => p.id));
   for (const [id, c] of cells) {
@@ -384,7 +386,7 @@ class _Sent:
 
 def live_charts(panels: Sequence[tuple[str, str, Any]], key: str, columns: int = 2,
                 config: dict | None = None, every: dict[str, float] | None = None, paused: bool = False,
-                poll: float = 0.0, eager: bool = False) -> int:
+                poll: float = 0.0, eager: bool = False, budget: float = DRAW_BUDGET) -> int:
     """Draw charts ``(panel id, title, figure spec or go.Figure)`` in a grid, grown in place on later calls.
 
     A panel keeps its chart (and the user's zoom) across calls as long as its id stays.
@@ -398,6 +400,7 @@ def live_charts(panels: Sequence[tuple[str, str, Any]], key: str, columns: int =
     its tab is shown, only after the previous answer came, and less often (up to 5x) while
     the answers bring nothing new (unless ``eager``: e.g. while a run's first point is awaited,
     when a late tick would show as a slow start). 0: no polling (nothing active).
+    ``budget``: the share of one core that drawing new points may take (default DRAW_BUDGET).
 
     Returns the iframe's tick count (which rerun this is), 0 before the first tick.
     """
@@ -420,7 +423,7 @@ def live_charts(panels: Sequence[tuple[str, str, Any]], key: str, columns: int =
         if pid not in {p[0] for p in panels}:
             del sent[pid]
     component = components.declare_component("hft_live_chart", path=_folder())
-    component(panels=args, columns=columns, config=config or {}, paused=paused, poll=poll, eager=eager,
+    component(panels=args, columns=columns, config=config or {}, paused=paused, poll=poll, eager=eager, budget=budget,
               tick=asked.get("tick", 0), key=key, default=None)
     return int(asked.get("tick", 0) or 0)
 

@@ -49,6 +49,19 @@ def store():
     return manager().store
 
 
+def browser_here() -> bool:
+    """Whether the browser runs on this machine: Streamlit gives no client address for localhost
+    (and AppTest none at all); a remote browser's address is a string."""
+    ip = st.context.ip_address
+    return not (isinstance(ip, str) and ip)
+
+
+def shares_cpu(runs: Any) -> bool:
+    """Whether a run trains on the CPU of the machine this page's browser runs on: then every CPU-second
+    the page takes is the run's (bench/ui_overhead.py), so pages refresh and draw less often."""
+    return any(r.status == "running" and str(r.device).startswith("cpu") for r in runs) and browser_here()
+
+
 def run_label(rec: Any, with_status: bool = True) -> str:
     """'bert blend · r-3f9a2c · running' for pickers (plain text: no icons)."""
     parts = [rec.name or rec.id, rec.id] if rec.name and rec.name != rec.id else [rec.id]

@@ -1,4 +1,4 @@
-"""The Train form in the page's URL: only what differs from its starting point.
+"""The Train form in the page's URL: only what differs from its starting point (and Compare's selection).
 
 A reload keeps the form, and a copied link opens the same form in another browser:
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -194,3 +194,33 @@ def form_params(cfg: RunConfig | Mapping[str, Any] | None, base: RunConfig, pres
     if cfg is not None:
         out.update(config_params(cfg, base))
     return out
+
+
+# ---- Compare's selection -------------------------------------------------------------------------
+# /compare?group=finetune_vs_scratch-ab12&metric=eval/accuracy   or   /compare?runs=ab12cd,ef34gh
+
+def compare_params(group: str, runs: Sequence[str], metric: str) -> dict[str, str]:
+    """Compare's selection as query parameters: the group (its runs follow), or the runs picked by hand."""
+    out = {"group": group} if group else {"runs": ",".join(runs)} if runs else {}
+    return {**out, "metric": metric} if out and metric else out
+
+
+def read_compare(params: Mapping[str, Any], run_ids: Iterable[str], groups: Iterable[str]
+                 ) -> tuple[str, list[str] | None, str | None, list[str]]:
+    """(group, runs, metric, notes) from a Compare link. ``runs`` None: the link names none (the page
+    picks its default); a group or run that no longer exists is skipped with a note, never an error."""
+    params = {k: (v[-1] if isinstance(v, (list, tuple)) else str(v)) for k, v in params.items()}
+    known, notes = set(run_ids), []
+    group = params.get("group", "")
+    if group and group not in set(groups):
+        notes.append(f"group={group!r} from the link has no runs in this store: pick runs or a group above")
+        group = ""
+    runs = None
+    if "runs" in params and not group:
+        wanted = [r for r in params["runs"].split(",") if r.strip()]
+        runs = [r.strip() for r in wanted if r.strip() in known]
+        if len(runs) < len(wanted):
+            missing = [r for r in wanted if r.strip() not in known]
+            notes.append(f"run{'s' if len(missing) > 1 else ''} {', '.join(missing)} from the link "
+                         "not in this store (deleted, or another HFT_HOME): left out")
+    return group, runs, params.get("metric") or None, notes
