@@ -10,6 +10,8 @@ notebook in its own kernel) gets SLOW_TIMEOUT_S unless it names its own limit.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("HFT_OFFLINE", "1")  # the tests never need a model hub (set before hft_core is imported)
 
@@ -79,3 +81,20 @@ def one_torch_thread():
 @pytest.fixture(autouse=True)
 def torch_seed():
     torch.manual_seed(0)
+
+
+PLUGINS = Path(__file__).resolve().parent / "plugins"   # test-only strategies (HFT_PLUGINS)
+
+
+@pytest.fixture
+def crash_strategy():
+    """The test-only "crash" strategy (tests/plugins/hft_test_crash.py) registered in this process too,
+    to validate configs that use it; the workers that train them load it through HFT_PLUGINS."""
+    sys.path.insert(0, str(PLUGINS))
+    import hft_test_crash  # noqa: F401
+    from hft_core.strategies import base
+
+    yield
+    base.REGISTRY.pop("crash", None)
+    sys.modules.pop("hft_test_crash", None)
+    sys.path.remove(str(PLUGINS))

@@ -136,19 +136,6 @@ def test_identical_runs_side_by_side_from_the_app_workers_and_the_cli_equal_the_
         assert any("with 1 torch thread(s)" in m for _, _, m in iso.store.events(rec.id)), "thread count not recorded"
 
 
-@pytest.fixture
-def crash_strategy():
-    """The test-only "crash" strategy registered here too (to validate configs that use it)."""
-    sys.path.insert(0, str(PLUGINS))
-    import hft_test_crash  # noqa: F401
-    from hft_core.strategies import base
-
-    yield
-    base.REGISTRY.pop("crash", None)
-    sys.modules.pop("hft_test_crash", None)
-    sys.path.remove(str(PLUGINS))
-
-
 def test_a_run_that_crashes_its_process_fails_with_the_signal_named_and_the_others_go_on(iso, monkeypatch,
                                                                                       crash_strategy):
     """SIGSEGV and os.abort() (SIGABRT) in two runs at once, beside a healthy one that goes on."""

@@ -52,14 +52,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    """Base URL of a running app; its HFT_HOME is ``app_server.home``."""
+def app_server(tmp_path_factory, request):
+    """Base URL of a running app; its HFT_HOME is ``app_server.home``. A test module's ``APP_ENV``
+    (a dict) is added to the server's environment (and so its workers')."""
     why = missing_browser()
     if why:
         pytest.fail(why, pytrace=False)
     home = tmp_path_factory.mktemp("e2e_home")
     port = _free_port()
-    env = {**os.environ, "HFT_HOME": str(home), "HFT_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "HFT_HOME": str(home), "HFT_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           **getattr(request.module, "APP_ENV", {})}
     log = open(home / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
                              str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
