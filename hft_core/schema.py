@@ -51,7 +51,6 @@ class RunRecord:
         return self.status in DONE_STATUSES
 
 
-
 def _migrate_to_v1(con: sqlite3.Connection) -> None:
     _execute_script(con, """
         CREATE TABLE IF NOT EXISTS runs (

@@ -144,10 +144,9 @@ def chart_panel() -> None:
         deltas = charts.paired_deltas(frame, baseline)
         shown.append(("delta", "", charts.delta_spec(deltas, metric, labels.get(baseline, baseline), x=x,
                                                      labels=labels, colors=colors, uirevision=f"delta-{metric}-{x}")))
-    shared = ui_state.shares_cpu(fresh.values())  # a run on this CPU: every CPU-second of the page is its
-    refresh = 3.0 if shared else 2.0
+    pace = ui_state.pace(fresh.values())  # slower where a run trains on the browser's own CPU
     live_charts(shown, key="compare.charts", columns=1,  # one iframe: plotly.js parsed once
-                poll=refresh if any(s in ACTIVE for s in statuses.values()) else 0.0, budget=0.01 if shared else 0.02)
+                poll=pace.refresh if any(s in ACTIVE for s in statuses.values()) else 0.0, budget=pace.budget)
     if deltas is not None and not deltas.empty:
         last = deltas.sort_values("step").groupby("run_id").tail(1)
         unit = charts.metric_info(metric)[1]
@@ -158,7 +157,7 @@ def chart_panel() -> None:
     if empty:
         st.caption("No points yet: " + ", ".join(f"{labels.get(r, r)} ({statuses[r]})" for r in empty))
     if any(s in ACTIVE for s in statuses.values()):
-        st.caption(f"Some of these runs are still training: the charts refresh every {refresh:.0f} s.")
+        st.caption(f"Some of these runs are still training: the charts refresh every {pace.refresh:.0f} s.")
     elif any_active:
         st.rerun()  # the last one ended: draw the page once more, now without the timer
     ss["compare.last_df"] = df

@@ -33,12 +33,8 @@ ss = st.session_state
 ACTIVE = list(ui_state.ACTIVE_STATUSES)
 DONE = list(DONE_STATUSES)
 RESUMABLE = ("stopped", "pruned", "interrupted", "failed")
-REFRESH_S = 2.0            # new points and progress every 2 s: each refresh costs the browser ~40 ms of CPU
-FIRST_POINT_S = 1.0        # ... every second while a run's first point is awaited (a start should feel quick)
-SECONDARY_REFRESH_S = 3.0  # terms, eval, throughput, lr: extended at most this often (every other refresh)
-# A browser on this machine while a run trains on its CPU: every CPU-second the page takes is the run's
-# (bench/ui_overhead.py), so then the page asks every 3 s, and drawing takes at most 1 % of a core.
-SHARED_REFRESH_S, SHARED_SECONDARY_S, SHARED_DRAW_BUDGET = 3.0, 6.0, 0.01
+FIRST_POINT_S = 1.0        # new points every second while a run's first point is awaited (a start should feel
+#                            quick), then at ui_state.pace: every 2 s, or 3 s where a run shares the browser's CPU
 WATCH_S = 1.5              # with nothing active: how often to look for a run started elsewhere
 CHART_HEIGHT = 280
 CHARTS = "live.charts"
@@ -197,12 +193,11 @@ def live_panel() -> None:
     names = {n for log in logs for n in log.series}
     colors, labels = _labels(active + ended)
     awaited = any(by_id.get(r.id) is None or "loss" not in by_id[r.id].series for r in active)
-    shared = ui_state.shares_cpu(active)
-    refresh, secondary = (SHARED_REFRESH_S, SHARED_SECONDARY_S) if shared else (REFRESH_S, SECONDARY_REFRESH_S)
-    live_chart.live_charts(_figures(logs, colors, labels, names, secondary), key=CHARTS, columns=2, paused=ss["live.paused"],
-                           poll=0.0 if not active or ss["live.paused"] else FIRST_POINT_S if awaited else refresh,
-                           eager=awaited, budget=SHARED_DRAW_BUDGET if shared else live_chart.DRAW_BUDGET,
-                           every=dict.fromkeys(("terms", "eval", "throughput", "lr"), secondary))
+    pace = ui_state.pace(active)
+    live_chart.live_charts(_figures(logs, colors, labels, names, pace.secondary), key=CHARTS, columns=2,
+                           paused=ss["live.paused"], eager=awaited, budget=pace.budget,
+                           poll=0.0 if not active or ss["live.paused"] else FIRST_POINT_S if awaited else pace.refresh,
+                           every=dict.fromkeys(("terms", "eval", "throughput", "lr"), pace.secondary))
 
 
 if not paused:

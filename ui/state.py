@@ -7,7 +7,7 @@ the HFT home folder, shared by every browser session. Tests put their own manage
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import streamlit as st
 
@@ -60,6 +60,23 @@ def shares_cpu(runs: Any) -> bool:
     """Whether a run trains on the CPU of the machine this page's browser runs on: then every CPU-second
     the page takes is the run's (bench/ui_overhead.py), so pages refresh and draw less often."""
     return any(r.status == "running" and str(r.device).startswith("cpu") for r in runs) and browser_here()
+
+
+class Pace(NamedTuple):
+    refresh: float    # seconds between two asks for new points (the loss chart's pace)
+    secondary: float  # the other charts (eval, throughput, lr, loss terms): extended at most this often
+    budget: float     # the share of one core that drawing new points may take in the browser
+
+
+# Each refresh costs the browser ~40 ms of CPU and each plotly redraw 15-80 ms. Where a run trains on
+# the browser's own CPU, those are the run's: 3 s and 1 % there took Live's cost to a MiniLM run from
+# 0.951 to 0.970 of the CLI's speed (bench/ui_overhead.py, README).
+PACE, SHARED_PACE = Pace(2.0, 3.0, 0.02), Pace(3.0, 6.0, 0.01)
+
+
+def pace(runs: Any) -> Pace:
+    """How often a page showing ``runs`` refreshes and draws while they train."""
+    return SHARED_PACE if shares_cpu(runs) else PACE
 
 
 def run_label(rec: Any, with_status: bool = True) -> str:
