@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scratch import scratch_dir  # noqa: E402  (bench/ is on sys.path: run as python bench/X.py)
+
 os.environ.setdefault("HFT_OFFLINE", "1")
 
 MODEL, DATA = "bundled:minilm-l6", "bundled:bbc-news"

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import streamlit as st
 
 from hft_core.home import hft_home
+from ui import live_chart
 
 MANAGER_KEY = "hft_manager"
 
@@ -71,7 +72,7 @@ class Pace(NamedTuple):
 # Each refresh costs the browser ~40 ms of CPU and each plotly redraw 15-80 ms. Where a run trains on
 # the browser's own CPU, those are the run's: 3 s and 1 % there took Live's cost to a MiniLM run from
 # 0.951 to 0.970 of the CLI's speed (bench/ui_overhead.py, README).
-PACE, SHARED_PACE = Pace(2.0, 3.0, 0.02), Pace(3.0, 6.0, 0.01)
+PACE, SHARED_PACE = Pace(2.0, 3.0, live_chart.DRAW_BUDGET), Pace(3.0, 6.0, 0.01)
 
 
 def pace(runs: Any) -> Pace:

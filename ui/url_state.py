@@ -29,6 +29,11 @@ RESERVED = ("embed", "embed_options")  # Streamlit's own query parameters
 FIRST_KEYS = ("model", "task", "data")  # applied first: later keys are validated against them
 
 
+def last_values(params: Mapping[str, Any]) -> dict[str, str]:
+    """Query parameters as one string each: a key given twice keeps its last value."""
+    return {k: (v[-1] if isinstance(v, (list, tuple)) else str(v)) for k, v in params.items()}
+
+
 def slug(text: str) -> str:
     """'alpha 0.5 (half and half)' -> 'alpha-0-5-half-and-half' (a variant's name in a link)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
@@ -152,7 +157,7 @@ def read_link(params: Mapping[str, str], presets: Mapping[str, Any], quick_demo:
     A preset that does not exist (renamed, deleted) voids the whole link: its other keys were
     changes to that preset, meaningless on the quick demo.
     """
-    params = {k: (v[-1] if isinstance(v, (list, tuple)) else str(v)) for k, v in params.items()}
+    params = last_values(params)
     name = params.get(PRESET)
     if name is not None and name not in presets:
         return LinkedForm(None, None, quick_demo, (), (
@@ -209,7 +214,7 @@ def read_compare(params: Mapping[str, Any], run_ids: Iterable[str], groups: Iter
                  ) -> tuple[str, list[str] | None, str | None, list[str]]:
     """(group, runs, metric, notes) from a Compare link. ``runs`` None: the link names none (the page
     picks its default); a group or run that no longer exists is skipped with a note, never an error."""
-    params = {k: (v[-1] if isinstance(v, (list, tuple)) else str(v)) for k, v in params.items()}
+    params = last_values(params)
     known, notes = set(run_ids), []
     group = params.get("group", "")
     if group and group not in set(groups):
@@ -217,10 +222,10 @@ def read_compare(params: Mapping[str, Any], run_ids: Iterable[str], groups: Iter
         group = ""
     runs = None
     if "runs" in params and not group:
-        wanted = [r for r in params["runs"].split(",") if r.strip()]
-        runs = [r.strip() for r in wanted if r.strip() in known]
+        wanted = [r.strip() for r in params["runs"].split(",") if r.strip()]
+        runs = [r for r in wanted if r in known]
         if len(runs) < len(wanted):
-            missing = [r for r in wanted if r.strip() not in known]
+            missing = [r for r in wanted if r not in known]
             notes.append(f"run{'s' if len(missing) > 1 else ''} {', '.join(missing)} from the link "
                          "not in this store (deleted, or another HFT_HOME): left out")
     return group, runs, params.get("metric") or None, notes
